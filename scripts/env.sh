@@ -10,6 +10,5 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 # Shared memory with a segment big enough for camera frames: with Fast DDS's default
 # 512 KiB segment, best-effort images do not cross processes.
 export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$_TIPSV2_ROOT/config/fastdds_shm.xml}
-export FASTRTPS_DEFAULT_PROFILES_FILE=${FASTRTPS_DEFAULT_PROFILES_FILE:-$FASTDDS_DEFAULT_PROFILES_FILE}
 export ROS_LOG_DIR=${ROS_LOG_DIR:-${TMPDIR:-/tmp}/tipsv2_ros_log}
 unset _TIPSV2_ROOT

@@ -1,0 +1,138 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Helpers for tests that run the node over real DDS: a node process and a client node."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+
+from tipsv2_ros.msg import LabelInfo
+from tipsv2_ros.ros import conversions
+from tipsv2_ros.srv import SetLabels
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def node_command(params: Dict[str, object], namespace: str, extra=()) -> List[str]:
+    """Return the command a user types: `tipsv2 node` with parameters."""
+    command = [os.path.join(os.path.dirname(sys.executable), 'tipsv2'), 'node',
+               '--params-file', '', '--namespace', namespace]
+    for name, value in params.items():
+        command += ['-p', f'{name}:={json.dumps(value)}']
+    return command + list(extra)
+
+
+class NodeProcess:
+    """The perception node as a child process, stopped with SIGINT on exit."""
+
+    def __init__(self, params: Dict[str, object], namespace: str, extra=()):
+        self.command = node_command(params, namespace, extra)
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.output = ''
+
+    def stop(self, sig=signal.SIGINT, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.output += self.proc.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output += self.proc.communicate()[0]
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Client(Node):
+    """Publishes frames to a perception node and records what it publishes."""
+
+    def __init__(self, namespace: str, name: str = 'test_client', image_qos=1):
+        super().__init__(name)
+        self.ns = '/' + namespace.strip('/')
+        self.image_pub = self.create_publisher(Image, f'{self.ns}/image', image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, f'{self.ns}/camera_info', 1)
+        self.set_labels = self.create_client(SetLabels, f'{self.ns}/set_labels')
+        self.received: Dict[str, list] = {}
+        self.status: Optional[dict] = None
+        self.create_subscription(String, f'{self.ns}/tipsv2_perception/status',
+                                 self._on_status, 10)
+
+    def _on_status(self, msg):
+        self.status = json.loads(msg.data)
+
+    def listen(self, topic: str, msg_type=Image, qos=10):
+        """Subscribe to an output topic (relative to the node's namespace)."""
+        self.received.setdefault(topic, [])
+        return self.create_subscription(msg_type, f'{self.ns}/{topic}',
+                                        lambda msg: self.received[topic].append(msg), qos)
+
+    def listen_labels(self):
+        return self.listen('segmentation/label_info', LabelInfo, LATCHED)
+
+    def spin_until(self, condition, timeout: float = 30.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                return True
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return condition()
+
+    def wait_for_node(self, timeout: float = 60.0) -> bool:
+        """Wait until the node subscribes to our frames and serves set_labels."""
+        return self.spin_until(lambda: self.image_pub.get_subscription_count() > 0
+                               and self.set_labels.service_is_ready(), timeout)
+
+    def send(self, frame: np.ndarray, encoding: str = 'rgb8', stamp_ns: Optional[int] = None,
+             frame_id: str = 'cam', info: Optional[CameraInfo] = None) -> Image:
+        msg = conversions.array_to_image(frame, encoding, None)
+        stamp_ns = self.get_clock().now().nanoseconds if stamp_ns is None else stamp_ns
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        msg.header.frame_id = frame_id
+        if info is not None:
+            info.header = msg.header
+            self.info_pub.publish(info)
+        self.image_pub.publish(msg)
+        return msg
+
+    def call_set_labels(self, labels, templates=(), timeout: float = 60.0):
+        future = self.set_labels.call_async(
+            SetLabels.Request(labels=list(labels), templates=list(templates)))
+        assert self.spin_until(future.done, timeout), 'set_labels did not answer'
+        return future.result()
+
+    def clear(self):
+        for messages in self.received.values():
+            messages.clear()
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def camera_info(width: int, height: int, fx: float = 300.0, fy: float = 310.0,
+                cx: Optional[float] = None, cy: Optional[float] = None) -> CameraInfo:
+    info = CameraInfo()
+    info.width, info.height = width, height
+    cx = (width - 1) / 2 if cx is None else cx
+    cy = (height - 1) / 2 if cy is None else cy
+    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.distortion_model = 'plumb_bob'
+    info.d = [0.0] * 5
+    return info

@@ -1,0 +1,147 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Hugging Face ``model.safetensors`` files load and match transformers' Tipsv2 models.
+
+Small random ``Tipsv2Model`` / ``Tipsv2DptForDensePrediction`` models of transformers 5.23 are
+saved with ``save_pretrained`` (which writes the layout of the google/tipsv2-* repos, undoing
+transformers' renames) and loaded with our loader. Where transformers departs from the
+official code, the official behaviour is asserted:
+
+1. Depth head: transformers applies a ReLU after ``project`` (``depth_decoder_activation=
+   'relu'``); the official decoders.py@4db271d (and the Scenic reference) apply none. Ours
+   equals transformers only with that activation switched off.
+2. Text MLP: transformers does not zero padded positions after ``c_fc``/``c_proj``; the
+   official code does. Padded keys are masked and pooling skips padding, so the pooled
+   embeddings agree anyway (asserted below with padded inputs).
+3. Saving: transformers writes the vision MLP as ``mlp.c_fc``/``mlp.c_proj`` (its text
+   renames, reversed, also hit the vision keys); the official names are ``mlp.fc1``/``fc2``.
+   Our loader maps both.
+4. The ConvTranspose kernels are loaded as stored, like transformers (see
+   ``checkpoint.hf_weights`` for the flip option).
+"""
+import dataclasses
+
+import pytest
+import torch
+
+from tipsv2_ros.model import checkpoint
+from tipsv2_ros.model import TINY, TipsV2
+from tipsv2_ros.model.config import DPTConfig, TextConfig, VisionConfig
+
+transformers = pytest.importorskip('transformers')
+
+VISION = {'hidden_size': 32, 'num_hidden_layers': 4, 'num_attention_heads': 4, 'mlp_ratio': 4,
+          'image_size': 56, 'patch_size': 14, 'num_register_tokens': 1}
+TEXT = {'hidden_size': 32, 'intermediate_size': 64, 'num_hidden_layers': 2,
+        'num_attention_heads': 4, 'vocab_size': 100}
+CONFIG = dataclasses.replace(
+    TINY, name='hf-small', input_size=56,
+    vision=VisionConfig(32, 4, 4, 128, pos_grid=4),
+    text=TextConfig(32, 2, 4, 64, vocab_size=100),
+    dpt=DPTConfig((0, 1, 2, 3), (4, 8, 16, 32), channels=8, depth_bins=16,
+                  segmentation_classes=5))
+
+
+def randomise(model: torch.nn.Module) -> torch.nn.Module:
+    """Perturb every parameter (incl. norms, biases, LayerScale) so nothing is trivial."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(0.1 * noise)
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def backbone(tmp_path_factory):
+    config = transformers.Tipsv2Config(vision_config=VISION, text_config=TEXT)
+    model = randomise(transformers.Tipsv2Model(config))
+    directory = tmp_path_factory.mktemp('tipsv2-small')
+    model.save_pretrained(directory)
+    return model, directory / 'model.safetensors'
+
+
+def dense_model(activation: str, directory=None):
+    vision = transformers.Tipsv2VisionConfig(**VISION, out_indices=[1, 2, 3, 4],
+                                             apply_layernorm=True, reshape_hidden_states=False)
+    config = transformers.Tipsv2DptConfig(
+        backbone_config=vision, neck_hidden_sizes=[4, 8, 16, 32], fusion_hidden_size=8,
+        num_depth_bins=16, num_labels=5, depth_decoder_activation=activation)
+    if directory is not None:
+        return transformers.Tipsv2DptForDensePrediction.from_pretrained(directory, config=config)
+    return randomise(transformers.Tipsv2DptForDensePrediction(config))
+
+
+@pytest.fixture(scope='module')
+def dense(tmp_path_factory):
+    model = dense_model('relu')
+    directory = tmp_path_factory.mktemp('tipsv2-small-dpt')
+    model.save_pretrained(directory)
+    return model, directory
+
+
+def test_saved_layout_is_the_hub_layout(backbone, dense):
+    keys = set(checkpoint.read_arrays(backbone[1]))
+    assert 'temperature' in keys and 'vision_encoder.pos_embed' in keys
+    assert 'vision_encoder.blocks.0.mlp.c_fc.weight' in keys  # difference 3
+    assert 'text_encoder.transformer.resblocks.1.attn.in_proj_weight' in keys
+    keys = set(checkpoint.read_arrays(dense[1] / 'model.safetensors'))
+    assert {'depth_head.reassemble.resize_layers.0.weight', 'depth_head.depth_head.weight',
+            'normals_head.project.bias', 'segmentation_head.convs.3.weight'} <= keys
+
+
+@pytest.mark.parametrize('size', [(56, 56), (42, 70)])
+def test_image_tokens_match(backbone, size):
+    reference, path = backbone
+    ours = TipsV2.from_files(path, variant=CONFIG)
+    pixels = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        hidden = reference.get_image_features(pixel_values=pixels).last_hidden_state
+        tokens = ours.encode_image(pixels)
+    torch.testing.assert_close(tokens.cls_first, hidden[:, :1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tokens.cls_second, hidden[:, 1:2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tokens.patch_tokens, hidden[:, 2:], rtol=1e-5, atol=1e-5)
+
+
+def test_text_embeddings_and_temperature_match(backbone):
+    reference, path = backbone
+    ours = TipsV2.from_files(path, variant=CONFIG)  # the text tower comes from the same file
+    assert ours.temperature == pytest.approx(reference.temperature.detach().item())
+    ids = torch.randint(1, 100, (3, 64), generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([5, 17, 64])
+    paddings = (torch.arange(64)[None] >= lengths[:, None]).long()
+    ids = ids * (1 - paddings)
+    with torch.no_grad():
+        theirs = reference.get_text_features(input_ids=ids, attention_mask=1 - paddings)
+        torch.testing.assert_close(ours.text(ids, paddings), theirs.pooler_output,
+                                   rtol=1e-5, atol=1e-5)  # difference 2 has no effect
+
+
+def test_dense_heads_match(dense):
+    reference, directory = dense
+    weights = directory / 'model.safetensors'
+    ours = TipsV2.from_files(weights, depth_head=weights, normals_head=weights,
+                             segmentation_head=weights, variant=CONFIG)
+    pixels = torch.rand(1, 3, 70, 42, generator=torch.Generator().manual_seed(3))
+    without_relu = dense_model('linear', directory)
+    with torch.no_grad():
+        theirs = reference(pixel_values=pixels)
+        theirs_official = without_relu(pixel_values=pixels)
+        dense_features = ours.vision.dense_features(pixels, CONFIG.dpt.intermediate_layers)
+        intermediates = dense_features.intermediates
+        depth = ours.heads['depth'](intermediates)[:, 0]
+        normals = ours.heads['normals'](intermediates)
+        logits = ours.heads['segmentation'](intermediates)
+    torch.testing.assert_close(normals, theirs.normals, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, theirs.segmentation_logits, rtol=1e-5, atol=1e-5)
+    # Difference 1: the official depth head has no ReLU after project.
+    torch.testing.assert_close(depth, theirs_official.predicted_depth, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(depth, theirs.predicted_depth, atol=1e-3)
+
+
+def test_flip_option_changes_only_conv_transpose(dense):
+    arrays = checkpoint.read_arrays(dense[1] / 'model.safetensors')
+    plain = checkpoint.hf_weights(arrays).heads['depth']
+    flipped = checkpoint.hf_weights(arrays, flip_conv_transpose=True).heads['depth']
+    changed = sorted(k for k in plain if not torch.equal(plain[k], flipped[k]))
+    assert changed == list(checkpoint.CONV_TRANSPOSE_KEYS)
+    assert torch.equal(flipped[changed[0]], plain[changed[0]].flip(2, 3))

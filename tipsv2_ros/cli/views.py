@@ -1,0 +1,95 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""PNG views of one frame's outputs, shared by ``tipsv2 infer`` and ``tipsv2 demo``.
+
+Depth as a colormap with its range, normals as RGB, the segmentation as an overlay with a
+legend. Outputs of random weights carry a red banner on every image: they are meaningless.
+"""
+import pathlib
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from tipsv2_ros import processing
+
+MEANINGLESS = 'RANDOM WEIGHTS - OUTPUT IS MEANINGLESS'
+
+
+def _font(size: int = 12):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _caption(image: Image.Image, text: str, meaningless: bool) -> Image.Image:
+    """Add a caption strip (and the red banner for random weights) above the image."""
+    strip = 18 * (2 if meaningless else 1)
+    canvas = Image.new('RGB', (max(image.width, 300), image.height + strip), (20, 20, 20))
+    canvas.paste(image, (0, strip))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 3), text, fill=(235, 235, 235), font=_font())
+    if meaningless:
+        draw.rectangle([0, 18, canvas.width, 35], fill=(200, 0, 0))
+        draw.text((4, 21), MEANINGLESS, fill=(255, 255, 255), font=_font())
+    return canvas
+
+
+def _legend(image: Image.Image, names: Sequence[str], palette: np.ndarray,
+            counts: np.ndarray) -> Image.Image:
+    """Append a legend column: colour, label and share of pixels, most frequent first."""
+    order = [i for i in np.argsort(-counts) if counts[i] > 0]
+    unlabelled = counts.sum() == 0 or len(order) < len(names)
+    rows = 16
+    height = max(image.height, rows * (len(order) + 2))
+    canvas = Image.new('RGB', (image.width + 170, height), (20, 20, 20))
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    total = max(int(counts.sum()), 1)
+    y = 4
+    for i in order:
+        draw.rectangle([image.width + 6, y, image.width + 18, y + 11],
+                       fill=tuple(int(c) for c in palette[i]))
+        draw.text((image.width + 24, y), f'{names[i][:18]} {100 * counts[i] / total:.0f}%',
+                  fill=(235, 235, 235), font=_font(11))
+        y += rows
+    if unlabelled:
+        draw.text((image.width + 6, y), f'({len(names) - len(order)} labels absent)',
+                  fill=(160, 160, 160), font=_font(11))
+    return canvas
+
+
+def render(rgb: np.ndarray, depth: Optional[np.ndarray] = None,
+           normals: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
+           label_names: Sequence[str] = (), meaningless: bool = False,
+           view_max: Optional[float] = None) -> Dict[str, Image.Image]:
+    """Return the PIL views ('depth', 'normals', 'segmentation') of the given outputs."""
+    views = {}
+    if depth is not None:
+        top = float(view_max if view_max else np.nanmax(depth))
+        views['depth'] = _caption(
+            Image.fromarray(processing.colorize_depth(depth, 0.0, top)),
+            f'depth 0-{top:.2f} m (median {np.nanmedian(depth):.2f} m)', meaningless)
+    if normals is not None:
+        views['normals'] = _caption(Image.fromarray(processing.normals_to_rgb(normals)),
+                                    'normals (x,y,z) -> (R,G,B)', meaningless)
+    if labels is not None:
+        palette = processing.label_palette(len(label_names))
+        background = processing.resize_rgb(rgb, labels.shape)
+        overlay = Image.fromarray(processing.overlay_labels(background, labels, palette))
+        counts = np.bincount(labels[labels != 255].ravel(), minlength=len(label_names))
+        views['segmentation'] = _legend(
+            _caption(overlay, 'open-vocabulary segmentation', meaningless),
+            label_names, palette, counts[:len(label_names)])
+    return views
+
+
+def save(out_dir: pathlib.Path, stem: str, views: Dict[str, Image.Image]) -> list:
+    """Write ``<stem>_<view>.png`` files; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, image in views.items():
+        path = out_dir / f'{stem}_{name}.png'
+        image.save(path)
+        paths.append(path)
+    return paths

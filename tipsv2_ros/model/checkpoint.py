@@ -1,0 +1,306 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Released TIPSv2 weight files -> state dicts with our (= the official PyTorch) key names.
+
+Mirrors tips/pytorch/decoders.py@4db271d (``_convert_scenic_checkpoint``,
+``load_decoder_weights``) and the npz handling of tips/pytorch/run_*_inference.py@4db271d.
+Every rename and layout change is a row of a named table plus a pure function; loading is a
+strict key/shape check whose error names the missing, unexpected and mis-shaped keys and the
+variant the file's shapes point to.
+
+Formats:
+- official vision/text ``.npz``: PyTorch keys already; the text file also carries the scalar
+  ``temperature`` (or ``temperature_contrastive``), which is split off.
+- Scenic DPT ``*_dpt.zip``: a zip of ``.npy`` with Flax ``/`` paths, optionally under
+  ``decoder/``; see ``scenic_dpt_table``.
+- Hugging Face ``model.safetensors`` of ``google/tipsv2-*`` and ``google/tipsv2-*-dpt``:
+  see ``hf_weights``.
+"""
+import os
+import re
+from typing import Callable, Mapping, NamedTuple, Optional, Union
+import zipfile
+import zlib
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+import torch
+from torch import nn
+
+from tipsv2_ros.model.config import TINY, VARIANTS
+
+PathLike = Union[str, os.PathLike]
+TEMPERATURE_KEYS = ('temperature', 'temperature_contrastive')
+
+
+class CheckpointError(ValueError):
+    """A weight file is unreadable or does not fit the model."""
+
+
+def read_arrays(path: PathLike) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz``/``.zip`` (np.load) or ``.safetensors`` file."""
+    path = os.fspath(path)
+    try:
+        if path.endswith('.safetensors'):
+            return safetensors.numpy.load_file(path)
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, Mapping):  # np.load reads a bare .npy as one array
+            raise ValueError('a single array, not an archive of named arrays')
+        with archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+            safetensors.SafetensorError) as exc:
+        raise CheckpointError(f'{path}: cannot read it as a weight archive, the file is '
+                              f'truncated or corrupt ({type(exc).__name__}: {exc})') from exc
+
+
+def split_temperature(arrays: Mapping[str, np.ndarray]
+                      ) -> tuple[dict[str, np.ndarray], Optional[float]]:
+    """Drop the temperature scalar(s) of a text file and return it separately."""
+    rest = {k: v for k, v in arrays.items() if k not in TEMPERATURE_KEYS}
+    found = [float(arrays[k]) for k in TEMPERATURE_KEYS if k in arrays]
+    return rest, (found[0] if found else None)
+
+
+def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Convert NumPy arrays to tensors (copies, so the tensors own writable memory)."""
+    return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
+
+
+# --- Scenic (Flax) DPT heads -----------------------------------------------------------------
+
+# Flax layout -> PyTorch layout, one pure function per kind of parameter.
+SCENIC_TO_TORCH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    'conv': lambda k: k.transpose(3, 2, 0, 1),  # (H, W, Cin, Cout) -> (Cout, Cin, H, W)
+    # Flax ConvTranspose (transpose_kernel=False) is a plain convolution of the dilated input;
+    # PyTorch's is its adjoint, so the kernel is rotated 180 degrees, then -> (Cin, Cout, H, W).
+    'conv_transpose': lambda k: k[::-1, ::-1].transpose(2, 3, 0, 1),
+    'dense': lambda k: k.T,  # (in, out) -> (out, in)
+    'copy': lambda k: k,
+}
+TORCH_TO_SCENIC: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    'conv': lambda w: w.transpose(2, 3, 1, 0),
+    'conv_transpose': lambda w: w.transpose(2, 3, 0, 1)[::-1, ::-1],
+    'dense': lambda w: w.T,
+    'copy': lambda w: w,
+}
+# Scenic name of the task's final Dense layer -> our task name.
+SCENIC_HEADS = {'pixel_depth_classif': 'depth', 'pixel_normals': 'normals',
+                'pixel_segmentation': 'segmentation'}
+
+
+def scenic_dpt_table(task: str) -> dict[str, tuple[str, str]]:
+    """Our key -> (Scenic key without the optional ``decoder/`` prefix, layout kind)."""
+    table = {}
+
+    def add(torch_name: str, scenic_name: str, kind: str, bias: bool = True) -> None:
+        table[f'{torch_name}.weight'] = (f'{scenic_name}/kernel', kind)
+        if bias:
+            table[f'{torch_name}.bias'] = (f'{scenic_name}/bias', 'copy')
+
+    reassemble = 'dpt/reassemble_blocks'
+    resize_kinds = {0: 'conv_transpose', 1: 'conv_transpose', 3: 'conv'}  # 2 is an identity
+    for i in range(4):
+        add(f'dpt.reassemble.out_projections.{i}', f'{reassemble}/out_projection_{i}', 'conv')
+        add(f'dpt.reassemble.readout_projects.{i}', f'{reassemble}/readout_projects_{i}',
+            'dense')
+        if i in resize_kinds:
+            add(f'dpt.reassemble.resize_layers.{i}', f'{reassemble}/resize_layers_{i}',
+                resize_kinds[i])
+        add(f'dpt.convs.{i}', f'dpt/convs_{i}', 'conv', bias=False)
+        block, units = f'dpt/fusion_blocks_{i}', f'dpt/fusion_blocks_{i}/PreActResidualConvUnit'
+        # Block 0 has only a main unit (_0); blocks 1-3 have a residual (_0) and a main (_1).
+        names = {'main_unit': f'{units}_0'} if i == 0 else {
+            'residual_unit': f'{units}_0', 'main_unit': f'{units}_1'}
+        for unit, scope in names.items():
+            for conv in ('conv1', 'conv2'):
+                add(f'dpt.fusion_blocks.{i}.{unit}.{conv}', f'{scope}/{conv}', 'conv',
+                    bias=False)
+        add(f'dpt.fusion_blocks.{i}.out_conv', f'{block}/Conv_0', 'conv')
+    add('dpt.project', 'dpt/project', 'conv')
+    scope = {name: scope for scope, name in SCENIC_HEADS.items()}[task]
+    add('head', scope, 'dense')
+    return table
+
+
+def scenic_task(arrays: Mapping[str, np.ndarray]) -> str:
+    """Which task a Scenic DPT file is for, from the name of its final Dense layer."""
+    found = {task for scope, task in SCENIC_HEADS.items()
+             if any(k.removeprefix('decoder/').startswith(scope + '/') for k in arrays)}
+    if len(found) != 1:
+        raise CheckpointError(f'expected exactly one of the Scenic heads {sorted(SCENIC_HEADS)}'
+                              f' in a DPT file, found {sorted(found) or "none"}')
+    return found.pop()
+
+
+def scenic_to_torch(arrays: Mapping[str, np.ndarray]) -> tuple[str, dict[str, torch.Tensor]]:
+    """Convert a Scenic ``*_dpt.zip`` to (task, PyTorch state dict without ``bin_centers``)."""
+    task = scenic_task(arrays)
+    flat = {key.removeprefix('decoder/'): value for key, value in arrays.items()}
+    table = scenic_dpt_table(task)
+    expected = {scenic_key for scenic_key, _ in table.values()}
+    missing = sorted(expected - set(flat))
+    unexpected = sorted(set(flat) - expected)
+    if missing or unexpected:
+        raise CheckpointError(_mismatch_message(f'Scenic {task} DPT file', missing, unexpected,
+                                                [], infer_variant(flat, 'scenic_dpt')))
+    state = {name: np.ascontiguousarray(SCENIC_TO_TORCH[kind](flat[scenic_key]))
+             for name, (scenic_key, kind) in table.items()}
+    return task, to_tensors(state)
+
+
+def torch_to_scenic(state: Mapping[str, torch.Tensor], task: str) -> dict[str, np.ndarray]:
+    """Inverse of ``scenic_to_torch`` (used to write random weights in the released format)."""
+    return {f'decoder/{scenic_key}': np.ascontiguousarray(
+        TORCH_TO_SCENIC[kind](state[name].detach().cpu().numpy()))
+        for name, (scenic_key, kind) in scenic_dpt_table(task).items()}
+
+
+# --- Strict checks and variant inference -------------------------------------------------------
+
+class Signature(NamedTuple):
+    """What a state dict's shapes say about the model: width and number of blocks."""
+
+    width: Optional[int]
+    depth: int
+
+
+_SIGNATURE_KEYS = {  # kind -> (key whose first dim is the width, regex counting blocks)
+    'vision': ('norm.weight', r'blocks\.(\d+)\.'),
+    'text': ('ln_final.weight', r'transformer\.resblocks\.(\d+)\.'),
+    'dpt': ('dpt.reassemble.readout_projects.0.bias', r'dpt\.convs\.(\d+)\.'),
+    'scenic_dpt': ('dpt/reassemble_blocks/readout_projects_0/bias', r'dpt/convs_(\d+)/'),
+}
+
+
+def signature(shapes: Mapping, kind: str) -> Signature:
+    """Width and block count of a state dict of ``kind`` (vision, text, dpt, scenic_dpt)."""
+    width_key, block_pattern = _SIGNATURE_KEYS[kind]
+    width = shapes[width_key].shape[0] if width_key in shapes else None
+    blocks = {m.group(1) for k in shapes if (m := re.match(block_pattern, k))}
+    return Signature(width, len(blocks))
+
+
+def infer_variant(shapes: Mapping, kind: str) -> Optional[str]:
+    """Name of the variant whose sizes fit the state dict's shapes, or None."""
+    sig = signature(shapes, kind)
+    for cfg in (*VARIANTS.values(), TINY):
+        expected = {'vision': (cfg.vision.embed_dim, cfg.vision.depth),
+                    'text': (cfg.text.width, cfg.text.layers)}.get(kind, (cfg.vision.embed_dim, 4))
+        if tuple(sig) == expected:
+            return cfg.name
+    return None
+
+
+def _mismatch_message(what: str, missing: list, unexpected: list, shapes: list,
+                      variant: Optional[str], expected_variant: Optional[str] = None) -> str:
+    parts = [f'{what} does not fit the model'
+             + (f' ({expected_variant})' if expected_variant else '')]
+    for label, items in (('missing keys', missing), ('unexpected keys', unexpected),
+                         ('shape mismatches', shapes)):
+        if items:
+            more = f' ... (+{len(items) - 8} more)' if len(items) > 8 else ''
+            parts.append(f'{label} ({len(items)}): {", ".join(map(str, items[:8]))}{more}')
+    parts.append(f"the file's shapes point to variant {variant!r}" if variant else
+                 "the file's shapes match no known variant")
+    return '; '.join(parts)
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, kind: str,
+                expected_variant: Optional[str] = None) -> None:
+    """``load_state_dict(strict=True)`` after a check whose error names every problem.
+
+    Args:
+        module: the model part to fill.
+        state: its state dict from a file.
+        what: the file (and part) for the error message.
+        kind: 'vision', 'text' or 'dpt' (for the variant inference).
+        expected_variant: the variant the module was built for, named in the error.
+    """
+    own = module.state_dict()
+    # Buffers the released files do not store (the depth bins), as the official loader does.
+    state = {**{k: v for k, v in module.named_buffers() if k not in state}, **state}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f'{key} {tuple(state[key].shape)} != model {tuple(own[key].shape)}'
+              for key in sorted(set(own) & set(state)) if state[key].shape != own[key].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(_mismatch_message(what, missing, unexpected, shapes,
+                                                infer_variant(state, kind), expected_variant))
+    module.load_state_dict(state, strict=True)
+
+
+# --- Hugging Face safetensors ------------------------------------------------------------------
+
+HF_TOWERS = {'vision_encoder.': 'vision', 'text_encoder.': 'text'}
+# transformers' save_pretrained undoes its renames for the text MLP on the vision MLP too,
+# so files it writes name the vision MLP like the text one.
+HF_VISION_RENAMES = (('.mlp.c_fc.', '.mlp.fc1.'), ('.mlp.c_proj.', '.mlp.fc2.'))
+HF_TASKS = ('depth', 'normals', 'segmentation')
+CONV_TRANSPOSE_KEYS = ('dpt.reassemble.resize_layers.0.weight',
+                       'dpt.reassemble.resize_layers.1.weight')
+
+
+class HFWeights(NamedTuple):
+    """The parts found in one HF ``model.safetensors`` (empty dicts for absent parts)."""
+
+    vision: dict[str, torch.Tensor]
+    text: dict[str, torch.Tensor]
+    temperature: Optional[float]
+    heads: dict[str, dict[str, torch.Tensor]]  # task -> DPT head state dict
+
+
+def hf_key(key: str) -> tuple[str, str]:
+    """Map one HF key to (part, our key); part is 'vision', 'text', a task, or '' (unknown).
+
+    Layout (the one transformers 5.23 reads, google/tipsv2-* after the transformers
+    integration): ``vision_encoder.`` / ``text_encoder.`` + the official PyTorch names, a
+    top-level ``temperature``, and per DPT task ``{task}_head.`` + the official decoder names
+    without ``dpt.``, the final Linear as ``{task}_head.{task}_head.``.
+    """
+    for prefix, part in HF_TOWERS.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            for old, new in HF_VISION_RENAMES if part == 'vision' else ():
+                name = name.replace(old, new)
+            return part, name
+    for task in HF_TASKS:
+        final, prefix = f'{task}_head.{task}_head.', f'{task}_head.'
+        if key.startswith(final):
+            return task, 'head.' + key[len(final):]
+        if key.startswith(prefix):
+            return task, 'dpt.' + key[len(prefix):]
+    return '', key
+
+
+def hf_weights(arrays: Mapping[str, np.ndarray], flip_conv_transpose: bool = False
+               ) -> HFWeights:
+    """Split an HF ``model.safetensors`` into tower and head state dicts.
+
+    Args:
+        arrays: the file's arrays (``read_arrays``).
+        flip_conv_transpose: rotate the two ConvTranspose kernels by 180 degrees. transformers
+            5.23 loads them as stored, which is what this targets; a third-party port
+            (mlx-swift-tips) reports that revisions before the transformers integration hold
+            them unrotated, as converted from Flax, and need the flip.
+    """
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    temperature, unknown = None, []
+    for key, value in arrays.items():
+        if key in TEMPERATURE_KEYS:
+            temperature = float(value)
+            continue
+        part, name = hf_key(key)
+        if not part:
+            unknown.append(key)
+            continue
+        tensor = torch.from_numpy(np.array(value))
+        if flip_conv_transpose and part in HF_TASKS and name in CONV_TRANSPOSE_KEYS:
+            tensor = tensor.flip(2, 3)
+        parts.setdefault(part, {})[name] = tensor
+    if unknown:
+        raise CheckpointError(
+            f'keys outside the Hugging Face TIPSv2 layout: {sorted(unknown)[:8]}')
+    return HFWeights(parts.pop('vision', {}), parts.pop('text', {}), temperature, parts)

@@ -1,0 +1,198 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""``TipsV2``: the two towers, the dense heads, the tokenizer and the temperature in one place.
+
+Mirrors how tips/pytorch/run_image_encoder_inference.py, run_text_encoder_inference.py and
+the notebooks TIPS_Demo, TIPS_decoder_inference and TIPS_zeroshot_segmentation (all @4db271d)
+load and use the released files.
+"""
+import os
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from tipsv2_ros.model import checkpoint
+from tipsv2_ros.model.config import ModelConfig, resolve_config
+from tipsv2_ros.model.dpt import DenseHead, HEADS
+from tipsv2_ros.model.image_path import ImagePath, TASKS
+from tipsv2_ros.model.text import TextEncoder
+from tipsv2_ros.model.tokenizer import Tokenizer
+from tipsv2_ros.model.vision import ImageTokens, VisionTransformer
+from tipsv2_ros.model.zero_shot import TEMPLATES, text_classifier
+
+PathLike = Union[str, os.PathLike]
+
+
+class TipsV2(nn.Module):
+    """A loaded TIPSv2 model; build it with ``TipsV2.from_files``."""
+
+    def __init__(self, config: ModelConfig, vision: VisionTransformer,
+                 text: Optional[TextEncoder] = None, tokenizer: Optional[Tokenizer] = None,
+                 heads: Optional[Mapping[str, DenseHead]] = None,
+                 temperature: Optional[float] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = vision
+        self.text = text
+        self.tokenizer = tokenizer
+        self.heads = nn.ModuleDict(dict(heads or {}))
+        self._temperature = config.temperature if temperature is None else float(temperature)
+
+    @classmethod
+    def from_files(cls, vision_weights: PathLike, text_weights: Optional[PathLike] = None,
+                   tokenizer: Optional[PathLike] = None,
+                   depth_head: Optional[PathLike] = None,
+                   normals_head: Optional[PathLike] = None,
+                   segmentation_head: Optional[PathLike] = None,
+                   variant: Union[str, ModelConfig, None] = None) -> 'TipsV2':
+        """Load released files; every part is checked strictly against the variant.
+
+        Args:
+            vision_weights: ``tips_v2_oss_*_vision.npz`` or an HF ``model.safetensors`` (whose
+                text tower is used too when ``text_weights`` is omitted).
+            text_weights: ``tips_v2_oss_*_text.npz`` or an HF ``model.safetensors``.
+            tokenizer: ``tokenizer.model``; needed to encode text.
+            depth_head: ``tips_v2_*_depth_dpt.zip`` (Scenic) or an HF ``-dpt`` safetensors.
+            normals_head: likewise for normals.
+            segmentation_head: likewise for the ADE20K segmentation head.
+            variant: 'b14', 'l14', 'so400m14', 'g14', 'tiny' or a ``ModelConfig``; inferred
+                from the vision weights' shapes when omitted, and checked against them.
+
+        Returns:
+            The model in eval mode, on the CPU, in float32.
+        """
+        hf_parts = _hf_parts(vision_weights)
+        vision_state = hf_parts.vision if hf_parts else checkpoint.to_tensors(
+            checkpoint.read_arrays(vision_weights))
+        config = _check_variant(variant, vision_state, vision_weights)
+        vision = VisionTransformer(config.vision)
+        checkpoint.load_strict(vision, vision_state, f'{vision_weights} (vision)', 'vision',
+                               config.name)
+        text, temperature = None, None
+        if text_weights is not None or (hf_parts and hf_parts.text):
+            text_path = text_weights if text_weights is not None else vision_weights
+            text_state, temperature = _text_state(text_path)
+            text = TextEncoder(config.text)
+            checkpoint.load_strict(text, text_state, f'{text_path} (text)', 'text', config.name)
+        tokens = None
+        if tokenizer is not None:
+            tokens = Tokenizer(tokenizer, config.text.max_len)
+            if tokens.vocab_size > config.text.vocab_size:
+                raise checkpoint.CheckpointError(
+                    f"{tokenizer}: {tokens.vocab_size} pieces do not fit the text encoder's "
+                    f'{config.text.vocab_size}-entry embedding')
+        heads = {}
+        for task, path in (('depth', depth_head), ('normals', normals_head),
+                           ('segmentation', segmentation_head)):
+            if path is not None:
+                heads[task] = HEADS[task](config.vision.embed_dim, config.dpt)
+                checkpoint.load_strict(heads[task], _head_state(path, task),
+                                       f'{path} ({task} head)', 'dpt', config.name)
+        model = cls(config, vision, text, tokens, heads, temperature)
+        return model.eval()
+
+    @property
+    def temperature(self) -> float:
+        """The contrastive temperature: logits are ``cosine / temperature``."""
+        return self._temperature
+
+    def describe(self) -> str:
+        """Summarise what is loaded, e.g. 'TIPSv2 b14 (vision, text, heads: depth, normals)'."""
+        parts = ['vision'] + (['text'] if self.text is not None else [])
+        heads = f', heads: {", ".join(self.heads)}' if len(self.heads) else ''
+        return f'TIPSv2 {self.config.name} ({", ".join(parts)}{heads})'
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return self.vision.pos_embed.device
+
+    def encode_image(self, pixel_values: torch.Tensor) -> ImageTokens:
+        """Final-normed tokens of (B, 3, H, W) RGB in [0, 1], H and W multiples of 14."""
+        return self.vision.encode(pixel_values)
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Return raw (unnormalised) text embeddings, (N, D)."""
+        if self.text is None or self.tokenizer is None:
+            raise RuntimeError('encode_text() needs text weights and a tokenizer')
+        ids, paddings = self.tokenizer.tokenize(list(texts))
+        chunks = [self.text(ids[i:i + batch_size].to(self.device),
+                            paddings[i:i + batch_size].to(self.device))
+                  for i in range(0, len(ids), batch_size)]
+        return torch.cat(chunks)
+
+    def text_classifier(self, labels: Sequence[str],
+                        templates: Sequence[str] = TEMPLATES) -> torch.Tensor:
+        """Return unit (C, D) class embeddings: a prompt ensemble over ``templates`` per label."""
+        return text_classifier(self.encode_text, labels, templates)
+
+    def image_path(self, tasks: Iterable[str] = TASKS,
+                   input_size: Union[int, Sequence[int], None] = None) -> ImagePath:
+        """Build the fused image path for ``tasks`` at a fixed (H, W) input size.
+
+        Args:
+            tasks: a subset of ('depth', 'normals', 'segmentation'); 'segmentation' means the
+                zero-shot features (the ADE20K head stays in ``heads``).
+            input_size: H = W, or (H, W); multiples of 14. Defaults to 448.
+        """
+        tasks = set(tasks)
+        if not tasks or not tasks <= set(TASKS):
+            raise ValueError(f'tasks must be a non-empty subset of {TASKS}, got {sorted(tasks)}')
+        for task in tasks & {'depth', 'normals'}:
+            if task not in self.heads:
+                raise RuntimeError(f'task {task!r} needs the {task} head weights')
+        size = input_size or self.config.input_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        patch = self.config.vision.patch_size
+        if len(size) != 2 or size[0] % patch or size[1] % patch or min(size) <= 0:
+            raise ValueError(f'input size {size} must be two positive multiples of {patch}')
+        path = ImagePath(self.vision, self.config.dpt.intermediate_layers, size,
+                         depth=self.heads['depth'] if 'depth' in tasks else None,
+                         normals=self.heads['normals'] if 'normals' in tasks else None,
+                         features='segmentation' in tasks)
+        return path.to(self.device).train(self.training)
+
+
+def _hf_parts(path: PathLike) -> Optional[checkpoint.HFWeights]:
+    if not os.fspath(path).endswith('.safetensors'):
+        return None
+    return checkpoint.hf_weights(checkpoint.read_arrays(path))
+
+
+def _text_state(path: PathLike) -> tuple[dict, Optional[float]]:
+    hf_parts = _hf_parts(path)
+    if hf_parts is not None:
+        return hf_parts.text, hf_parts.temperature
+    arrays, temperature = checkpoint.split_temperature(checkpoint.read_arrays(path))
+    return checkpoint.to_tensors(arrays), temperature
+
+
+def _head_state(path: PathLike, task: str) -> dict:
+    hf_parts = _hf_parts(path)
+    if hf_parts is not None:
+        if task not in hf_parts.heads:
+            raise checkpoint.CheckpointError(
+                f'{path} has no {task} head (it has: {sorted(hf_parts.heads) or "none"})')
+        return hf_parts.heads[task]
+    found, state = checkpoint.scenic_to_torch(checkpoint.read_arrays(path))
+    if found != task:
+        raise checkpoint.CheckpointError(f'{path} holds the {found} head, not the {task} head')
+    return state
+
+
+def _check_variant(variant: Union[str, ModelConfig, None], vision_state: Mapping,
+                   path: PathLike) -> ModelConfig:
+    inferred = checkpoint.infer_variant(vision_state, 'vision')
+    width, depth = checkpoint.signature(vision_state, 'vision')
+    if variant is None:
+        if inferred is None:
+            raise checkpoint.CheckpointError(
+                f'{path}: width {width} with {depth} blocks matches no known variant; pass '
+                'variant=ModelConfig(...)')
+        return resolve_config(inferred)
+    config = resolve_config(variant)
+    if isinstance(variant, str) and inferred is not None and inferred != config.name:
+        raise checkpoint.CheckpointError(
+            f"{path}: variant {config.name!r} was requested but the file's shapes (width "
+            f'{width}, {depth} blocks) are those of {inferred!r}')
+    return config

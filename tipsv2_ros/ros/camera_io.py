@@ -1,0 +1,180 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""One camera's topics: the input subscriptions, the latest-frame slot and the outputs.
+
+Topic names are relative, so namespaces and remaps apply; with several cameras each one's
+topics live under its own prefix (``front/image`` -> ``front/depth/image``...).
+"""
+import threading
+from typing import FrozenSet, Optional
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from tipsv2_ros import processing
+from tipsv2_ros.msg import LabelInfo
+from tipsv2_ros.ros import conversions
+from tipsv2_ros.runtime.labels import LabelSet
+from tipsv2_ros.runtime.pipeline import FrameResult
+
+try:  # what the Nav2 semantic segmentation layer reads; not in the PyPI wheels
+    from vision_msgs.msg import LabelInfo as VisionLabelInfo, VisionClass
+except ImportError:
+    VisionLabelInfo = None
+
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+# Output topics per task; a task runs only while one of its topics has a subscriber.
+TASK_TOPICS = {
+    'depth': ('depth/image', 'depth/colored', 'depth/points'),
+    'normals': ('normals/image', 'normals/colored'),
+    'segmentation': ('segmentation/labels', 'segmentation/confidence',
+                     'segmentation/colored'),
+}
+
+
+class CameraIO:
+    """Subscriptions, publishers and the latest unprocessed frame of one camera."""
+
+    def __init__(self, node: Node, prefix: str, input_qos: QoSProfile, on_frame,
+                 publish_points: bool):
+        self.prefix = prefix
+        self._node = node
+        self._lock = threading.Lock()
+        self._pending: Optional[Image] = None
+        self.camera_info: Optional[CameraInfo] = None
+        self.received = self.dropped = 0
+        self.last_stamp_ns = -1
+        topic = (lambda name: f'{prefix}/{name}') if prefix else (lambda name: name)
+        self.image_topic = node.resolve_topic_name(topic('image'))
+
+        def on_image(msg):
+            with self._lock:
+                if self._pending is not None:
+                    self.dropped += 1  # latest frame wins; no queue ever grows
+                self._pending = msg
+                self.received += 1
+            on_frame()
+
+        self._subs = [
+            node.create_subscription(Image, topic('image'), on_image, input_qos),
+            node.create_subscription(CameraInfo, topic('camera_info'), self._on_info,
+                                     input_qos),
+        ]
+        self.pubs = {name: node.create_publisher(Image, topic(name), OUTPUT_QOS) for name in
+                     ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
+                      'segmentation/labels', 'segmentation/confidence',
+                      'segmentation/colored')}
+        self.info_pub = node.create_publisher(CameraInfo, topic('depth/camera_info'),
+                                              OUTPUT_QOS)
+        if publish_points:
+            self.pubs['depth/points'] = node.create_publisher(
+                PointCloud2, topic('depth/points'), OUTPUT_QOS)
+        self.label_pub = node.create_publisher(LabelInfo, topic('segmentation/label_info'),
+                                               LATCHED_QOS)
+        self.vision_label_pub = None
+        if VisionLabelInfo is not None:
+            self.vision_label_pub = node.create_publisher(
+                VisionLabelInfo, topic('segmentation/vision_label_info'), LATCHED_QOS)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def take(self) -> Optional[Image]:
+        """Return and clear the latest unprocessed frame."""
+        with self._lock:
+            msg, self._pending = self._pending, None
+        return msg
+
+    def has_frame(self) -> bool:
+        return self._pending is not None
+
+    def wanted_tasks(self, enabled: FrozenSet[str]) -> FrozenSet[str]:
+        """Return the enabled tasks whose outputs someone subscribes to right now."""
+        return frozenset(task for task in enabled if any(
+            name in self.pubs and self.pubs[name].get_subscription_count() > 0
+            for name in TASK_TOPICS[task]))
+
+    def publishers_of_input(self) -> int:
+        return self._node.count_publishers(self.image_topic)
+
+    def _wanted(self, name: str) -> bool:
+        pub = self.pubs.get(name)
+        return pub is not None and pub.get_subscription_count() > 0
+
+    def publish(self, result: FrameResult, msg: Image, frame: np.ndarray,
+                view_max: float, warn) -> None:
+        """Publish ``result`` for the frame ``msg`` (header copied on every output)."""
+        header = msg.header
+        if result.depth is not None:
+            self._publish_depth(result, header, view_max, warn)
+        if result.normals is not None:
+            if self._wanted('normals/image'):
+                self.pubs['normals/image'].publish(
+                    conversions.array_to_image(result.normals, '32FC3', header))
+            if self._wanted('normals/colored'):
+                self.pubs['normals/colored'].publish(conversions.array_to_image(
+                    processing.normals_to_rgb(result.normals), 'rgb8', header))
+        if result.labels is not None:
+            if self._wanted('segmentation/labels'):
+                self.pubs['segmentation/labels'].publish(
+                    conversions.array_to_image(result.labels, 'mono8', header))
+            if self._wanted('segmentation/confidence'):
+                self.pubs['segmentation/confidence'].publish(
+                    conversions.array_to_image(result.confidence, 'mono8', header))
+            if self._wanted('segmentation/colored'):
+                background = processing.resize_rgb(frame, result.size)
+                palette = processing.label_palette(len(result.label_set.names))
+                self.pubs['segmentation/colored'].publish(conversions.array_to_image(
+                    processing.overlay_labels(background, result.labels, palette), 'rgb8',
+                    header))
+
+    def _publish_depth(self, result, header, view_max, warn) -> None:
+        if self._wanted('depth/image'):
+            self.pubs['depth/image'].publish(
+                conversions.array_to_image(result.depth, '32FC1', header))
+        if self._wanted('depth/colored'):
+            self.pubs['depth/colored'].publish(conversions.array_to_image(
+                processing.colorize_depth(result.depth, 0.0, view_max), 'rgb8', header))
+        info = self.camera_info
+        if info is None:
+            return
+        try:
+            scaled = conversions.scaled_camera_info(info, result.size, header)
+        except ValueError as error:
+            warn(f'{self.prefix or "camera"}: camera_info not usable: {error}')
+            return
+        self.info_pub.publish(scaled)
+        if self._wanted('depth/points'):
+            k = np.asarray(scaled.k, dtype=np.float64).reshape(3, 3)
+            points = processing.depth_to_points(result.depth, k)
+            self.pubs['depth/points'].publish(conversions.points_to_cloud(points, header))
+
+    def publish_labels(self, label_set: LabelSet, threshold: float, stamp) -> None:
+        """Publish the latched label info (and vision_msgs/LabelInfo when available)."""
+        msg = LabelInfo()
+        msg.header.stamp = stamp
+        msg.class_ids = list(range(len(label_set.names)))
+        msg.class_names = list(label_set.names)
+        msg.threshold = float(threshold)
+        msg.templates = list(label_set.templates)
+        msg.generation = label_set.generation
+        self.label_pub.publish(msg)
+        if self.vision_label_pub is not None:
+            vmsg = VisionLabelInfo()
+            vmsg.header.stamp = stamp
+            vmsg.class_map = [VisionClass(class_id=i, class_name=name)
+                              for i, name in enumerate(label_set.names)]
+            vmsg.threshold = float(threshold)
+            self.vision_label_pub.publish(vmsg)
+
+    def destroy(self) -> None:
+        for entity in self._subs:
+            self._node.destroy_subscription(entity)
+        for pub in [*self.pubs.values(), self.info_pub, self.label_pub,
+                    self.vision_label_pub]:
+            if pub is not None:
+                self._node.destroy_publisher(pub)

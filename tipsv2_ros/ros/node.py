@@ -1,0 +1,263 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The ``tipsv2_perception`` node: camera frames in; depth, normals and masks out.
+
+Threads: the executor runs the cheap callbacks (frames go into a one-slot mailbox per
+camera, the set_labels service, parameters, timers); one worker thread runs inference on
+the latest frames and publishes. Labels are embedded in the service thread, off the frame
+path, and the worker adopts the new LabelSet between two frames: no frame mixes label
+sets, and label info is published by the same thread as the masks, before them.
+"""
+import json
+import sys
+import threading
+import time
+
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from tipsv2_ros.ros import conversions, params as node_params
+from tipsv2_ros.ros.camera_io import CameraIO
+from tipsv2_ros.ros.throttle import Throttle
+from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime.labels import LabelError
+from tipsv2_ros.srv import SetLabels
+
+
+class PerceptionNode(Node):
+    """Depth, surface normals and open-vocabulary segmentation from one TIPSv2 encoder."""
+
+    def __init__(self, **kwargs):
+        super().__init__('tipsv2_perception', **kwargs)
+        node_params.declare(self)
+        self.params = node_params.NodeParams.from_node(self)
+        self._throttle = Throttle(self.get_logger())
+        # Everything that can fail on bad weights happens before any topic exists.
+        self.runtime = factory.build(self.params.values, log=self.get_logger().info)
+        self._labels = self.runtime.labels.build(self.params['labels'],
+                                                 self.params['templates'])
+        self._pending_labels = None
+        self._wake = threading.Condition()
+        self._stop = False
+        self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
+                      'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
+                      'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
+                      'last_latency_ms': None, 'label_generation': self._labels.generation}
+
+        reliability = (ReliabilityPolicy.BEST_EFFORT
+                       if self.params['qos.reliability'] == 'best_effort'
+                       else ReliabilityPolicy.RELIABLE)
+        input_qos = QoSProfile(depth=self.params['qos.depth'], reliability=reliability)
+        self.cameras = [CameraIO(self, prefix.strip('/'), input_qos, self._notify,
+                                 self.params['publish_points'])
+                        for prefix in self.params['cameras']]
+        for camera in self.cameras:
+            camera.publish_labels(self._labels, self.params['segmentation.threshold'],
+                                  self.get_clock().now().to_msg())
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetLabels, 'set_labels', self._on_set_labels,
+                            callback_group=service_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._status_pub = self.create_publisher(String, '~/status', 10)
+        self.create_timer(1.0, self._on_status)
+        self._last_frame_time = time.monotonic()
+        self.create_timer(self.params['warn_after'], self._check_input)
+        self._worker = threading.Thread(target=self._work, name='tipsv2_inference',
+                                        daemon=True)
+        self._worker.start()
+        topics = ', '.join(c.image_topic for c in self.cameras)
+        self.get_logger().info(f'ready: {self.runtime.backend.describe()}; listening on '
+                               f'{topics}; labels {list(self._labels.names)}')
+
+    # --- frames ---------------------------------------------------------------------
+    def _notify(self) -> None:
+        self._last_frame_time = time.monotonic()
+        with self._wake:
+            self._wake.notify()
+
+    def _next_batch(self):
+        """Block until frames or a label change arrive; return the frames to process."""
+        with self._wake:
+            while not self._stop and self._pending_labels is None and not any(
+                    c.has_frame() for c in self.cameras):
+                self._wake.wait(0.5)
+        if self._pending_labels is not None:
+            self._adopt_labels()
+        return [(c, msg) for c in self.cameras if (msg := c.take()) is not None]
+
+    def _adopt_labels(self) -> None:
+        label_set, self._pending_labels = self._pending_labels, None
+        self._labels = label_set
+        self.stats['label_generation'] = label_set.generation
+        stamp = self.get_clock().now().to_msg()
+        for camera in self.cameras:
+            camera.publish_labels(label_set, self.params['segmentation.threshold'], stamp)
+
+    def _work(self) -> None:
+        next_time = 0.0
+        while not self._stop:
+            try:
+                batch = self._next_batch()
+                if not batch:
+                    continue
+                rate = self.params['max_rate']
+                if rate > 0:
+                    time.sleep(max(0.0, next_time - time.monotonic()))
+                    next_time = time.monotonic() + 1.0 / rate
+                self._process(batch)
+            except Exception as error:  # the node must survive any single bad frame
+                if self._stop or not rclpy.ok():
+                    return
+                self.stats['errors'] += 1
+                self._throttle.error('inference', f'frame failed: {error!r}')
+
+    def _process(self, batch) -> None:
+        enabled = frozenset(self.params['tasks'])
+        frames, work = [], []
+        for camera, msg in batch:
+            wanted = camera.wanted_tasks(enabled)
+            if not wanted:
+                self.stats['frames_skipped_no_subscribers'] += 1
+                continue
+            self._check_stamp(camera, msg)
+            try:
+                frame = conversions.image_to_rgb(msg)
+            except ValueError as error:
+                self.stats['bad_frames'] += 1
+                self._throttle.warn(f'bad:{camera.prefix}',
+                                    f'{camera.image_topic}: frame dropped: {error}')
+                continue
+            frames.append(frame)
+            work.append((camera, msg, wanted))
+        if not frames:
+            return
+        tasks = frozenset().union(*(wanted for _, _, wanted in work))
+        label_set = self._labels  # one read: the whole batch uses one label set
+        results = self.runtime.pipeline.run(
+            frames, tasks, label_set, self.params['output_resolution'],
+            self.params['segmentation.threshold'])
+        for task in tasks:
+            self.stats['head_runs'][task] += 1
+        for (camera, msg, wanted), frame, result in zip(work, frames, results):
+            camera.publish(result, msg, frame, self.params['depth.view_max'],
+                           lambda text: self._throttle.warn('info', text))
+        now = self.get_clock().now().nanoseconds
+        stamp = work[-1][1].header.stamp
+        self.stats['last_latency_ms'] = round((now - stamp.sec * 1e9 - stamp.nanosec) / 1e6, 1)
+        self.stats['frames_processed'] += len(frames)
+
+    def _check_stamp(self, camera, msg) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if stamp < camera.last_stamp_ns:
+            self._throttle.warn(f'stamp:{camera.prefix}', f'{camera.image_topic}: stamps went '
+                                'backwards (bag loop or clock reset?); outputs keep them')
+        if not msg.header.frame_id:
+            self._throttle.warn(f'frame:{camera.prefix}', f'{camera.image_topic}: empty '
+                                'frame_id; outputs copy it, TF lookups will fail')
+        camera.last_stamp_ns = stamp
+
+    # --- labels and parameters --------------------------------------------------------
+    def _on_set_labels(self, request, response):
+        templates = list(request.templates) or list(self._labels.templates)
+        try:
+            label_set = self.runtime.labels.build(list(request.labels), templates)
+        except LabelError as error:
+            response.success, response.message = False, f'labels unchanged: {error}'
+            current = self._pending_labels or self._labels
+        except Exception as error:  # e.g. out of memory while encoding
+            response.success = False
+            response.message = f'labels unchanged: text encoding failed: {error!r}'
+            current = self._pending_labels or self._labels
+        else:
+            self._set_labels(label_set)
+            response.success = True
+            response.message = f'{len(label_set.names)} labels active from the next frame'
+            current = label_set
+        response.class_ids = list(range(len(current.names)))
+        response.class_names = list(current.names)
+        if not response.success:
+            self._throttle.warn('set_labels', response.message)
+        return response
+
+    def _set_labels(self, label_set) -> None:
+        with self._wake:
+            self._pending_labels = label_set
+            self._wake.notify()
+
+    def _on_set_parameters(self, parameters):
+        changes = {}
+        for param in parameters:
+            if param.name not in node_params.SPECS:
+                continue
+            problem = node_params.check(param.name, param.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            changes[param.name] = param.value
+        if 'labels' in changes or 'templates' in changes:
+            try:
+                label_set = self.runtime.labels.build(
+                    changes.get('labels', self._labels.names),
+                    changes.get('templates', self._labels.templates))
+            except LabelError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            self._set_labels(label_set)
+        elif 'segmentation.threshold' in changes:
+            self._set_labels(self._labels)  # re-publish label info with the new threshold
+        self.params = self.params.updated(changes)
+        return SetParametersResult(successful=True)
+
+    # --- health -----------------------------------------------------------------------
+    def _on_status(self) -> None:
+        self.stats['frames_received'] = sum(c.received for c in self.cameras)
+        self.stats['frames_dropped'] = sum(c.dropped for c in self.cameras)
+        self._status_pub.publish(String(data=json.dumps(self.stats)))
+
+    def _check_input(self) -> None:
+        idle = time.monotonic() - self._last_frame_time
+        if idle < self.params['warn_after']:
+            return
+        for camera in self.cameras:
+            if camera.publishers_of_input() > 0 and camera.received == 0:
+                self._throttle.warn('qos', (
+                    f'{camera.image_topic} has a publisher but no frame arrived in {idle:.0f} '
+                    's: a QoS mismatch is likely (this node subscribes with '
+                    f'{self.params["qos.reliability"]}; a best_effort publisher cannot feed a '
+                    'reliable subscription). Set qos.reliability to match the camera.'))
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the worker (finishing the frame in flight) and release the backend."""
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        self._worker.join(timeout)
+        self.runtime.close()
+
+
+def main(args=None) -> int:
+    """Run the node until SIGINT/SIGTERM; exit 1 with a clear message if start-up fails."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (factory.StartupError, ValueError) as error:
+        print(f'[tipsv2_perception] start-up failed: {error}', file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

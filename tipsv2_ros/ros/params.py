@@ -1,0 +1,149 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The node's parameters: declared once, with descriptions and ranges, read into a dataclass.
+
+``config/perception.yaml`` documents every parameter for users; the descriptions here are
+what ``ros2 param describe`` shows. Model, backend, topic and QoS parameters are read-only
+(they take effect at start-up); the rest can change at runtime and are validated.
+"""
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+from tipsv2_ros.model.zero_shot import TEMPLATES
+from tipsv2_ros.runtime.pipeline import parse_input_size
+
+DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: Tuple[str, ...] = ()
+    float_range: Optional[Tuple[float, float]] = None
+    int_range: Optional[Tuple[int, int]] = None
+    dynamic: bool = False
+
+
+SPECS: Dict[str, Spec] = {
+    'model.variant': Spec('b14', 'Official variant whose downloaded files are used: b14, l14, '
+                          'so400m14 or g14.', True, ('b14', 'l14', 'so400m14', 'g14')),
+    'model.weights_dir': Spec('', 'Folder of `tipsv2 download` (empty: the default cache).',
+                              True),
+    'model.vision_weights': Spec('', 'Image encoder .npz/.safetensors (overrides the variant '
+                                 'files).', True),
+    'model.text_weights': Spec('', 'Text encoder .npz/.safetensors.', True),
+    'model.tokenizer': Spec('', 'SentencePiece tokenizer.model.', True),
+    'model.depth_head': Spec('', 'Depth DPT head (.zip or .safetensors).', True),
+    'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
+    'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
+                                    'symmetry with `tipsv2 infer`.', True),
+    'model.input_size': Spec(448, 'Model input: N or "HxW" (multiples of 14); frames are '
+                             'resized to it.', True, dynamic=True),
+    'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,
+                    ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')),
+    'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
+    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.', True,
+                      ('auto', 'fp32', 'fp16', 'bf16')),
+    'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
+                             '(empty: the default cache).', True),
+    'triton.url': Spec('127.0.0.1:8001', 'Triton server (backend: triton).', True),
+    'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
+                              True),
+    'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
+                  'only while its outputs have subscribers.', True),
+    'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
+                    "is one camera on the node's own image topic.", True),
+    'labels': Spec(list(DEFAULT_LABELS), 'Open-vocabulary labels (also set by the set_labels '
+                   'service).'),
+    'templates': Spec(list(TEMPLATES), 'Prompt templates averaged per label; {} is the '
+                      'label.'),
+    'segmentation.threshold': Spec(0.0, 'Pixels whose best class confidence is below this get '
+                                   '255 (no label).', float_range=(0.0, 1.0)),
+    'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
+                              'patch); input: the camera resolution.',
+                              choices=('model', 'input')),
+    'publish_points': Spec(False, 'Publish depth/points (organised PointCloud2; needs '
+                           'camera_info).', True),
+    'depth.view_max': Spec(10.0, 'Depth (m) mapped to the end of the colormap in '
+                           'depth/colored.', float_range=(0.1, 1000.0)),
+    'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
+                     float_range=(0.0, 1000.0)),
+    'qos.reliability': Spec('best_effort', 'Input QoS reliability: best_effort (sensor data) '
+                            'or reliable.', True, ('best_effort', 'reliable')),
+    'qos.depth': Spec(1, 'Input queue depth; 1 means the latest frame wins.', True,
+                      int_range=(1, 100)),
+    'warn_after': Spec(5.0, 'Seconds without frames (while a publisher exists) before warning '
+                       'about a likely QoS mismatch.', True, float_range=(0.5, 3600.0)),
+}
+
+
+def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
+    text = spec.description
+    if spec.choices:
+        text += f' One of: {", ".join(spec.choices)}.'
+    desc = ParameterDescriptor(description=text, read_only=spec.read_only,
+                               dynamic_typing=spec.dynamic)
+    if spec.float_range:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=spec.float_range[0], to_value=spec.float_range[1])]
+    if spec.int_range:
+        desc.integer_range = [IntegerRange(
+            from_value=spec.int_range[0], to_value=spec.int_range[1], step=1)]
+    return desc
+
+
+def declare(node: Node) -> None:
+    """Declare every parameter on ``node`` (values from overrides or the YAML file)."""
+    for name, spec in SPECS.items():
+        node.declare_parameter(name, spec.default, _descriptor(name, spec))
+
+
+def check(name: str, value: Any) -> Optional[str]:
+    """Return why ``value`` is not acceptable for ``name``, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if spec.choices and value not in spec.choices:
+        return f'{name} must be one of {", ".join(spec.choices)}, not {value!r}'
+    if name == 'model.input_size':
+        try:
+            parse_input_size(value)
+        except ValueError as error:
+            return str(error)
+    if name == 'tasks':
+        bad = set(value) - {'depth', 'normals', 'segmentation'}
+        if bad or not value:
+            return f'tasks must be a non-empty subset of depth, normals, segmentation: {value}'
+    if name == 'cameras' and len(set(value)) != len(value):
+        return f'cameras must be distinct: {value}'
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeParams:
+    """A snapshot of the parameters, with the derived values the node needs."""
+
+    values: Dict[str, Any]
+
+    @classmethod
+    def from_node(cls, node: Node) -> 'NodeParams':
+        values = {name: node.get_parameter(name).value for name in SPECS}
+        for name, value in values.items():
+            problem = check(name, value)
+            if problem:
+                raise ValueError(f'parameter {problem}')
+        return cls(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def updated(self, changes: Dict[str, Any]) -> 'NodeParams':
+        return NodeParams({**self.values, **changes})
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        return parse_input_size(self.values['model.input_size'])

@@ -1,0 +1,116 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""A small player node: publishes frames to the perception node and collects its outputs.
+
+Used by ``tipsv2 demo`` (and the benchmark) to exercise the node over real DDS the way a
+camera driver and a consumer would. Frames go one at a time: the next frame is sent when
+every output of the previous one arrived (or a timeout passed), so none is dropped.
+"""
+import time
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from tipsv2_ros.msg import LabelInfo
+from tipsv2_ros.ros import conversions
+
+OUTPUTS = {'depth': 'depth/image', 'normals': 'normals/image',
+           'labels': 'segmentation/labels'}
+
+
+class Received(NamedTuple):
+    """The outputs of one frame, as numpy arrays, and when they arrived."""
+
+    stamp_ns: int
+    sent: float
+    arrays: Dict[str, np.ndarray]
+    done: float
+
+
+class Player(Node):
+    """Publishes ``image``/``camera_info`` and subscribes to the node's outputs.
+
+    Args:
+        namespace: where the perception node's topics live (e.g. '/tipsv2').
+        outputs: the output keys of ``OUTPUTS`` to wait for.
+    """
+
+    def __init__(self, namespace: str = '/', outputs: Sequence[str] = tuple(OUTPUTS)):
+        super().__init__('tipsv2_player')
+        ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
+        self._outputs = tuple(outputs)
+        self._image_pub = self.create_publisher(Image, f'{ns}/image', 1)
+        self._info_pub = self.create_publisher(CameraInfo, f'{ns}/camera_info', 1)
+        self._inbox: Dict[int, Dict[str, np.ndarray]] = {}
+        self.labels: Optional[LabelInfo] = None
+        for key in self._outputs:
+            self.create_subscription(Image, f'{ns}/{OUTPUTS[key]}',
+                                     lambda msg, key=key: self._on_output(key, msg), 2)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(LabelInfo, f'{ns}/segmentation/label_info',
+                                 self._on_labels, latched)
+
+    def _on_output(self, key: str, msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        self._inbox.setdefault(stamp, {})[key] = conversions.image_to_array(msg).copy()
+
+    def _on_labels(self, msg: LabelInfo) -> None:
+        self.labels = msg
+
+    def _spin_until(self, done, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if done():
+                return True
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return done()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the node subscribes to our frames and its outputs are matched."""
+        def ready():
+            return (self._image_pub.get_subscription_count() > 0
+                    and self.labels is not None
+                    and all(self.count_publishers(s.topic_name) > 0
+                            for s in self.subscriptions))
+        return self._spin_until(ready, timeout)
+
+    def play(self, frames: Sequence[np.ndarray], info: Optional[CameraInfo],
+             frame_id: str = 'camera_optical_frame', timeout: float = 120.0) -> List[Received]:
+        """Send each RGB frame and collect its outputs; frames without outputs are skipped."""
+        received = []
+        for frame in frames:
+            now = self.get_clock().now()
+            msg = conversions.array_to_image(frame, 'rgb8', None)
+            msg.header.stamp = now.to_msg()
+            msg.header.frame_id = frame_id
+            stamp = now.nanoseconds
+            if info is not None:
+                info.header = msg.header
+                self._info_pub.publish(info)
+            sent = time.perf_counter()
+            self._image_pub.publish(msg)
+            complete = self._spin_until(
+                lambda: len(self._inbox.get(stamp, {})) == len(self._outputs), timeout)
+            if complete:
+                received.append(Received(stamp, sent, self._inbox.pop(stamp),
+                                         time.perf_counter()))
+            self._inbox.clear()
+        return received
+
+
+def camera_info_from(intrinsics: Dict[str, float], frame_id: str) -> CameraInfo:
+    """Return a pinhole CameraInfo from {'width', 'height', 'fx', 'fy', 'cx', 'cy'}."""
+    info = CameraInfo()
+    info.header.frame_id = frame_id
+    info.width, info.height = int(intrinsics['width']), int(intrinsics['height'])
+    fx, fy, cx, cy = (float(intrinsics[k]) for k in ('fx', 'fy', 'cx', 'cy'))
+    info.distortion_model = 'plumb_bob'
+    info.d = [0.0] * 5
+    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info

@@ -1,0 +1,124 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Builds what the node runs from its parameters: model, backend, pipeline, label bank.
+
+Everything that can fail on a bad installation (missing or corrupt weights, an unknown
+backend, a CUDA device that is not there) fails here, with a StartupError that says what
+to do, before the node creates any topic.
+"""
+import os
+from typing import Callable, Dict, NamedTuple, Optional
+
+import torch
+
+from tipsv2_ros.model.tips import TipsV2
+from tipsv2_ros.runtime import backends
+from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime.labels import LabelBank
+from tipsv2_ros.runtime.pipeline import parse_input_size, Pipeline
+
+# Which files each task needs, by parameter name (the `tipsv2 infer` flags mirror them).
+TASK_FILES = {
+    'depth': ('model.depth_head',),
+    'normals': ('model.normals_head',),
+    'segmentation': ('model.text_weights', 'model.tokenizer'),
+}
+FILE_PARAMS = ('model.vision_weights', 'model.text_weights', 'model.tokenizer',
+               'model.depth_head', 'model.normals_head', 'model.segmentation_head')
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message says what is wrong and how to fix it."""
+
+
+class Runtime(NamedTuple):
+    model: TipsV2
+    backend: Backend
+    pipeline: Pipeline
+    labels: LabelBank
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name in ('', 'auto'):
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise StartupError(f'device {name!r}: {error}') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise StartupError(f'device {name!r} asked for, but this PyTorch build sees no CUDA '
+                           f'GPU (torch {torch.__version__}); use device: cpu')
+    return device
+
+
+def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
+    """Local weight paths: explicit parameters win over the downloaded variant files."""
+    explicit = {name: values.get(name) or None for name in FILE_PARAMS}
+    if explicit['model.vision_weights']:
+        return explicit
+    from tipsv2_ros import weights  # the catalogue of downloaded official files
+    try:
+        found = weights.resolve_weights(values.get('model.variant', 'b14'),
+                                        values.get('model.weights_dir') or None)
+    except (FileNotFoundError, ValueError) as error:
+        raise StartupError(str(error)) from None
+    downloaded = {
+        'model.vision_weights': found.vision, 'model.text_weights': found.text,
+        'model.tokenizer': found.tokenizer, 'model.depth_head': found.depth_head,
+        'model.normals_head': found.normals_head,
+        'model.segmentation_head': found.segmentation_head}
+    return {name: explicit[name] or (str(downloaded[name]) if downloaded[name] else None)
+            for name in FILE_PARAMS}
+
+
+def load_model(files: Dict[str, Optional[str]], tasks, variant: Optional[str],
+               device: torch.device) -> TipsV2:
+    for task in tasks:
+        for name in TASK_FILES[task]:
+            if not files.get(name):
+                raise StartupError(f'task {task!r} needs {name}: set the parameter, run '
+                                   f'`tipsv2 download`, or remove {task!r} from tasks')
+    for name, path in files.items():
+        if path and not os.path.isfile(path):
+            raise StartupError(f'{name}: no such file {path!r}')
+    needs_text = 'segmentation' in tasks
+    try:
+        model = TipsV2.from_files(
+            vision_weights=files['model.vision_weights'],
+            text_weights=files['model.text_weights'] if needs_text else None,
+            tokenizer=files['model.tokenizer'] if needs_text else None,
+            depth_head=files['model.depth_head'] if 'depth' in tasks else None,
+            normals_head=files['model.normals_head'] if 'normals' in tasks else None,
+            variant=variant)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise StartupError(f'could not load the weights: {error}') from None
+    return model.to(device).eval()
+
+
+def build(values: Dict[str, object], log: Callable[[str], None] = print) -> Runtime:
+    """Create the runtime the node (or a command-line tool) uses, from parameter values."""
+    tasks = check_tasks(values.get('tasks', ('depth', 'normals', 'segmentation')))
+    device = resolve_device(str(values.get('device', 'auto')))
+    input_size = parse_input_size(values.get('model.input_size', 448))
+    files = model_files(values)
+    variant = values.get('model.variant') if not values.get('model.vision_weights') else None
+    model = load_model(files, tasks, variant, device)
+    log(f'loaded {model.describe()} for {sorted(tasks)} on {device}')
+    try:
+        backend = backends.create(str(values.get('backend', 'auto')), model, input_size,
+                                  tasks, device, str(values.get('precision', 'auto')),
+                                  values.get('engine_cache_dir') or None, log,
+                                  options=values)
+    except BackendError as error:
+        raise StartupError(str(error)) from None
+    temperature = model.temperature if model.temperature is not None else 0.01
+    labels = LabelBank(lambda names, templates: model.text_classifier(
+        names, templates).to(device)) if 'segmentation' in tasks else LabelBank(_no_text)
+    return Runtime(model, backend, Pipeline(backend, temperature), labels)
+
+
+def _no_text(names, templates):
+    """Return placeholder embeddings when segmentation is off (labels still validate)."""
+    return torch.zeros(len(names), 1)
