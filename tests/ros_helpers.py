@@ -109,6 +109,32 @@ class Client(Node):
         self.image_pub.publish(msg)
         return msg
 
+    def exchange(self, frame: np.ndarray, topics, encoding: str = 'rgb8', timeout: float = 30.0,
+                 **kwargs):
+        """Send ``frame`` (re-sent every 0.5 s, as a camera would) until every topic answers.
+
+        A new subscription takes a moment to be matched on the node's side, and until then
+        the node skips frames nobody listens to; re-sending makes tests independent of it.
+
+        Returns:
+            (the sent message, {topic: the output message with the same stamp}).
+        """
+        end = time.monotonic() + timeout
+        sent = []
+        while time.monotonic() < end:
+            sent.append(self.send(frame, encoding, **kwargs))
+            stamps = {stamp_ns(m): m for m in sent}
+            resend = time.monotonic() + 0.5
+            while time.monotonic() < min(resend, end):
+                for stamp, msg in stamps.items():
+                    found = {t: next((m for m in self.received[t] if stamp_ns(m) == stamp),
+                                     None) for t in topics}
+                    if all(found.values()):
+                        return msg, found
+                rclpy.spin_once(self, timeout_sec=0.02)
+        raise AssertionError(f'no outputs on {topics} within {timeout} s: '
+                             f'{ {t: len(self.received[t]) for t in topics} }')
+
     def call_set_labels(self, labels, templates=(), timeout: float = 60.0):
         future = self.set_labels.call_async(
             SetLabels.Request(labels=list(labels), templates=list(templates)))

@@ -110,6 +110,13 @@ def test_unreadable_file(files, tmp_path, part, damage):
         TipsV2.from_files(vision, **kwargs)
 
 
+def test_corrupt_tokenizer(files, tmp_path):
+    broken = tmp_path / 'tokenizer.model'
+    broken.write_bytes(files['tokenizer'].read_bytes()[:100])
+    with pytest.raises(CheckpointError, match='not a SentencePiece model'):
+        TipsV2.from_files(files['vision'], tokenizer=broken)
+
+
 def test_truncated_safetensors(tmp_path):
     from safetensors.torch import save_file
     path = tmp_path / 'model.safetensors'

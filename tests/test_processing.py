@@ -106,6 +106,8 @@ def test_resize_rgb():
 def test_output_size():
     assert processing.output_size('model', (448, 448), (480, 640)) == (256, 256)
     assert processing.output_size('model', (448, 644), (480, 640)) == (256, 368)
+    # odd patch grids round up: 7x9 patches -> 64x80 (what the decoder really returns)
+    assert processing.output_size('model', (98, 126), (480, 640)) == (64, 80)
     assert processing.output_size('input', (448, 448), (480, 640)) == (480, 640)
     with pytest.raises(ValueError, match="'camera'"):
         processing.output_size('camera', (448, 448), (480, 640))

@@ -8,6 +8,7 @@ node publishes: dense maps at the output size, colour views, camera intrinsics, 
 """
 import functools
 from typing import Optional, Sequence, Tuple
+import warnings
 
 import numpy as np
 import torch
@@ -66,9 +67,16 @@ def resize_rgb(frame: np.ndarray, size: Size) -> np.ndarray:
         return frame
     # torch's uint8 antialiased kernel (CPU only) follows PIL's arithmetic and is 5-10 times
     # faster than the float path; a colour view needs no more precision than uint8.
-    x = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0)
+    x = _as_tensor(frame).permute(2, 0, 1).unsqueeze(0)
     x = F.interpolate(x, size, mode='bilinear', antialias=True, align_corners=False)
     return np.ascontiguousarray(x[0].permute(1, 2, 0).numpy())
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """Wrap ``array`` without a copy; read-only inputs (messages, PIL images) stay unwritten."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
+        return torch.from_numpy(array)
 
 
 def _check_size(size) -> Size:
@@ -115,27 +123,36 @@ def _resize_frame(frame: np.ndarray, size: Size, device: torch.device) -> torch.
 def _to_device(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """Move a uint8 view with non-negative strides to ``device`` as a (strided) tensor."""
     if frame.flags.c_contiguous:
-        return torch.from_numpy(frame).to(device)
+        return _as_tensor(frame).to(device)
     # Padded rows or a channel slice: moving the memory block the view spans and re-striding
     # there avoids gathering the pixels on the host first (what .to() would do).
     span = sum((n - 1) * s for n, s in zip(frame.shape, frame.strides)) + 1
     if span > 2 * frame.nbytes:
-        return torch.from_numpy(np.ascontiguousarray(frame)).to(device)
+        return _as_tensor(np.ascontiguousarray(frame)).to(device)
     block = np.lib.stride_tricks.as_strided(frame, (span,), (1,))
-    return torch.from_numpy(block).to(device).as_strided(frame.shape, frame.strides)
+    return _as_tensor(block).to(device).as_strided(frame.shape, frame.strides)
+
+
+def decoder_size(input_size: Size) -> Size:
+    """Return the DPT decoder's output size: 8 px per 14-px patch (256x256 at 448x448).
+
+    The decoder halves the patch grid three times, rounding up, and upsamples by 2 four
+    times, so odd grids give 16 * ceil(h / 2) (e.g. 7 patches -> 64 pixels, not 56).
+    """
+    return tuple(16 * -(-(int(side) // 14) // 2) for side in input_size)
 
 
 def output_size(policy: str, model_size: Size, camera_size: Size) -> Size:
     """Size (height, width) of the dense outputs.
 
     Args:
-        policy: ``'model'`` for the DPT decoder's native resolution, 8 pixels per 14-pixel
-            patch (256x256 at a 448x448 input), or ``'input'`` for the camera resolution.
+        policy: ``'model'`` for the DPT decoder's native resolution (``decoder_size``), or
+            ``'input'`` for the camera resolution.
         model_size: the model input (height, width).
         camera_size: the camera image (height, width).
     """
     if policy == 'model':
-        return 8 * (int(model_size[0]) // 14), 8 * (int(model_size[1]) // 14)
+        return decoder_size(model_size)
     if policy == 'input':
         return int(camera_size[0]), int(camera_size[1])
     raise ValueError(f"unknown output size policy '{policy}'; use 'model' or 'input'")

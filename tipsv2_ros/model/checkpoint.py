@@ -64,9 +64,14 @@ def split_temperature(arrays: Mapping[str, np.ndarray]
     return rest, (found[0] if found else None)
 
 
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """Convert a NumPy array to a tensor, copying only read-only arrays."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """Convert NumPy arrays to tensors (copies, so the tensors own writable memory)."""
-    return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
+    """Convert NumPy arrays to tensors."""
+    return {key: to_tensor(value) for key, value in arrays.items()}
 
 
 # --- Scenic (Flax) DPT heads -----------------------------------------------------------------
@@ -296,7 +301,7 @@ def hf_weights(arrays: Mapping[str, np.ndarray], flip_conv_transpose: bool = Fal
         if not part:
             unknown.append(key)
             continue
-        tensor = torch.from_numpy(np.array(value))
+        tensor = to_tensor(value)
         if flip_conv_transpose and part in HF_TASKS and name in CONV_TRANSPOSE_KEYS:
             tensor = tensor.flip(2, 3)
         parts.setdefault(part, {})[name] = tensor

@@ -24,7 +24,11 @@ PathLike = Union[str, os.PathLike]
 
 
 class TipsV2(nn.Module):
-    """A loaded TIPSv2 model; build it with ``TipsV2.from_files``."""
+    """A loaded TIPSv2 model for inference; build it with ``TipsV2.from_files``.
+
+    The ``encode_*`` methods and ``text_classifier`` run without autograd; use the modules
+    (``vision``, ``text``, ``heads``) directly to fine-tune.
+    """
 
     def __init__(self, config: ModelConfig, vision: VisionTransformer,
                  text: Optional[TextEncoder] = None, tokenizer: Optional[Tokenizer] = None,
@@ -61,7 +65,8 @@ class TipsV2(nn.Module):
         Returns:
             The model in eval mode, on the CPU, in float32.
         """
-        hf_parts = _hf_parts(vision_weights)
+        read = _Reader()
+        hf_parts = read.hf(vision_weights)
         vision_state = hf_parts.vision if hf_parts else checkpoint.to_tensors(
             checkpoint.read_arrays(vision_weights))
         config = _check_variant(variant, vision_state, vision_weights)
@@ -71,12 +76,16 @@ class TipsV2(nn.Module):
         text, temperature = None, None
         if text_weights is not None or (hf_parts and hf_parts.text):
             text_path = text_weights if text_weights is not None else vision_weights
-            text_state, temperature = _text_state(text_path)
+            text_state, temperature = read.text(text_path)
             text = TextEncoder(config.text)
             checkpoint.load_strict(text, text_state, f'{text_path} (text)', 'text', config.name)
         tokens = None
         if tokenizer is not None:
-            tokens = Tokenizer(tokenizer, config.text.max_len)
+            try:
+                tokens = Tokenizer(tokenizer, config.text.max_len)
+            except (OSError, RuntimeError) as exc:
+                raise checkpoint.CheckpointError(
+                    f'{tokenizer}: not a SentencePiece model ({exc})') from exc
             if tokens.vocab_size > config.text.vocab_size:
                 raise checkpoint.CheckpointError(
                     f"{tokenizer}: {tokens.vocab_size} pieces do not fit the text encoder's "
@@ -86,7 +95,7 @@ class TipsV2(nn.Module):
                            ('segmentation', segmentation_head)):
             if path is not None:
                 heads[task] = HEADS[task](config.vision.embed_dim, config.dpt)
-                checkpoint.load_strict(heads[task], _head_state(path, task),
+                checkpoint.load_strict(heads[task], read.head(path, task),
                                        f'{path} ({task} head)', 'dpt', config.name)
         model = cls(config, vision, text, tokens, heads, temperature)
         return model.eval()
@@ -107,10 +116,12 @@ class TipsV2(nn.Module):
         """Where the weights live."""
         return self.vision.pos_embed.device
 
+    @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> ImageTokens:
         """Final-normed tokens of (B, 3, H, W) RGB in [0, 1], H and W multiples of 14."""
         return self.vision.encode(pixel_values)
 
+    @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Return raw (unnormalised) text embeddings, (N, D)."""
         if self.text is None or self.tokenizer is None:
@@ -153,35 +164,48 @@ class TipsV2(nn.Module):
         return path.to(self.device).train(self.training)
 
 
-def _hf_parts(path: PathLike) -> Optional[checkpoint.HFWeights]:
-    if not os.fspath(path).endswith('.safetensors'):
-        return None
-    return checkpoint.hf_weights(checkpoint.read_arrays(path))
+class _Reader:
+    """Reads each file once, although one HF file may hold several parts."""
 
+    def __init__(self) -> None:
+        self._hf: dict[str, checkpoint.HFWeights] = {}
 
-def _text_state(path: PathLike) -> tuple[dict, Optional[float]]:
-    hf_parts = _hf_parts(path)
-    if hf_parts is not None:
-        return hf_parts.text, hf_parts.temperature
-    arrays, temperature = checkpoint.split_temperature(checkpoint.read_arrays(path))
-    return checkpoint.to_tensors(arrays), temperature
+    def hf(self, path: PathLike) -> Optional[checkpoint.HFWeights]:
+        """Return the parts of an HF ``.safetensors`` file, or None for another format."""
+        key = os.fspath(path)
+        if not key.endswith('.safetensors'):
+            return None
+        if key not in self._hf:
+            self._hf[key] = checkpoint.hf_weights(checkpoint.read_arrays(path))
+        return self._hf[key]
 
+    def text(self, path: PathLike) -> tuple[dict, Optional[float]]:
+        """Return the text state dict and the temperature (None when the file has none)."""
+        parts = self.hf(path)
+        if parts is not None:
+            return parts.text, parts.temperature
+        arrays, temperature = checkpoint.split_temperature(checkpoint.read_arrays(path))
+        return checkpoint.to_tensors(arrays), temperature
 
-def _head_state(path: PathLike, task: str) -> dict:
-    hf_parts = _hf_parts(path)
-    if hf_parts is not None:
-        if task not in hf_parts.heads:
+    def head(self, path: PathLike, task: str) -> dict:
+        """Return the state dict of the ``task`` head in a Scenic zip or an HF file."""
+        parts = self.hf(path)
+        if parts is not None:
+            if task not in parts.heads:
+                raise checkpoint.CheckpointError(
+                    f'{path} has no {task} head (it has: {sorted(parts.heads) or "none"})')
+            return parts.heads[task]
+        found, state = checkpoint.scenic_to_torch(checkpoint.read_arrays(path))
+        if found != task:
             raise checkpoint.CheckpointError(
-                f'{path} has no {task} head (it has: {sorted(hf_parts.heads) or "none"})')
-        return hf_parts.heads[task]
-    found, state = checkpoint.scenic_to_torch(checkpoint.read_arrays(path))
-    if found != task:
-        raise checkpoint.CheckpointError(f'{path} holds the {found} head, not the {task} head')
-    return state
+                f'{path} holds the {found} head, not the {task} head')
+        return state
 
 
 def _check_variant(variant: Union[str, ModelConfig, None], vision_state: Mapping,
                    path: PathLike) -> ModelConfig:
+    if not vision_state:
+        raise checkpoint.CheckpointError(f'{path} holds no vision encoder weights')
     inferred = checkpoint.infer_variant(vision_state, 'vision')
     width, depth = checkpoint.signature(vision_state, 'vision')
     if variant is None:

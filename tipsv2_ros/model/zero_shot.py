@@ -4,12 +4,13 @@
 Mirrors tips/pytorch/TIPS_zeroshot_segmentation.ipynb@4db271d (the TCL prompt templates, the
 per-class prompt ensemble, ``predict_whole``) with one deliberate change, the temperature:
 
-The official evaluation takes ``softmax(cos)`` over classes. Cosines of TIPSv2 patch features
-with class embeddings lie in a narrow band (about -0.1..0.3), so that softmax is nearly uniform
-(1/C +- a few percent): fine for an argmax, useless as a confidence. The model was trained
-with logits ``cos / temperature`` (temperature ~0.005, stored with the text weights), so
-``softmax(cos / temperature)`` is the model's own calibration of "which label" and gives
-peaked, thresholdable probabilities. The argmax is the same either way.
+The official evaluation takes ``softmax(cos)`` over classes. Cosines lie in [-1, 1] and, for
+one patch, differ between labels by hundredths to tenths, so that softmax is nearly uniform
+(about 1/C each; the golden data shows 0.33 +- 0.01 for 3 labels): fine for an argmax, useless
+as a confidence to threshold. The model was trained with logits ``cos / temperature``
+(temperature ~0.005, stored with the text weights), so ``softmax(cos / temperature)`` is the
+model's own scale for "which label" and gives peaked, thresholdable probabilities. The argmax
+is the same either way.
 """
 from typing import Callable, NamedTuple, Sequence
 

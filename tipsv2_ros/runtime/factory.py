@@ -69,6 +69,8 @@ def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
         'model.tokenizer': found.tokenizer, 'model.depth_head': found.depth_head,
         'model.normals_head': found.normals_head,
         'model.segmentation_head': found.segmentation_head}
+    # The ADE20K head is not used by the node's zero-shot masks: load it only when named.
+    downloaded['model.segmentation_head'] = None
     return {name: explicit[name] or (str(downloaded[name]) if downloaded[name] else None)
             for name in FILE_PARAMS}
 
@@ -91,7 +93,7 @@ def load_model(files: Dict[str, Optional[str]], tasks, variant: Optional[str],
             tokenizer=files['model.tokenizer'] if needs_text else None,
             depth_head=files['model.depth_head'] if 'depth' in tasks else None,
             normals_head=files['model.normals_head'] if 'normals' in tasks else None,
-            variant=variant)
+            segmentation_head=files.get('model.segmentation_head'), variant=variant)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise StartupError(f'could not load the weights: {error}') from None
     return model.to(device).eval()

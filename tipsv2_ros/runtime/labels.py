@@ -32,14 +32,14 @@ class LabelSet(NamedTuple):
 def _check_text(kind: str, text: str) -> str:
     if not isinstance(text, str):
         raise LabelError(f'{kind} {text!r} is not a string')
+    if any(not ch.isprintable() for ch in text):
+        raise LabelError(f'{kind} {text[:40]!r} contains control characters (tabs, newlines...)')
     stripped = ' '.join(text.split())
     if not stripped:
         raise LabelError(f'{kind}s must not be empty or blank')
     if len(stripped) > MAX_LABEL_CHARS:
         raise LabelError(f'{kind} {stripped[:40]!r}... has {len(stripped)} characters; '
                          f'at most {MAX_LABEL_CHARS} are allowed')
-    if any(not ch.isprintable() for ch in stripped):
-        raise LabelError(f'{kind} {stripped[:40]!r} contains control characters')
     return stripped
 
 

@@ -61,13 +61,8 @@ class Pipeline:
     def __init__(self, backend: Backend, temperature: float):
         self.backend = backend
         self.temperature = float(temperature)
-        h, w = backend.input_size
-        # The DPT decoder works at 8 pixels per 14-pixel patch (256x256 for 448x448).
-        self.model_output_size = (8 * h // 14, 8 * w // 14)
+        self.model_output_size = processing.decoder_size(backend.input_size)
         self.timings: Dict[str, float] = {}
-
-    def output_size(self, policy: str, frame_size: Size) -> Size:
-        return self.model_output_size if policy == 'model' else tuple(frame_size)
 
     def run(self, frames: Sequence[np.ndarray], tasks: FrozenSet[str],
             label_set: Optional[LabelSet] = None, output: str = 'model',
@@ -76,7 +71,8 @@ class Pipeline:
         tasks = frozenset(tasks) & self.backend.tasks
         if label_set is None:
             tasks -= {'segmentation'}
-        sizes = [self.output_size(output, f.shape[:2]) for f in frames]
+        sizes = [processing.output_size(output, self.backend.input_size, f.shape[:2])
+                 for f in frames]
         if not tasks:
             return [FrameResult(size) for size in sizes]
         clock = _Clock(self.timings, self.backend.device)

@@ -1,0 +1,208 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The node as a user runs it (`tipsv2 node`, its own process) over real DDS."""
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from ros_helpers import camera_info, Client, NodeProcess
+from sensor_msgs.msg import CameraInfo
+
+from tipsv2_ros.ros import conversions
+
+pytestmark = pytest.mark.ros
+
+LABELS = ['floor', 'wall', 'person']
+OUTPUTS = ['depth/image', 'depth/colored', 'normals/image', 'normals/colored',
+           'segmentation/labels', 'segmentation/confidence', 'segmentation/colored']
+
+
+def _frame(height=60, width=80, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def running(ros, tiny_params):
+    """One node for the module: ns /tnode, three labels, 112x112 input."""
+    with NodeProcess({**tiny_params, 'labels': LABELS}, 'tnode') as node:
+        client = Client('tnode')
+        try:
+            assert client.wait_for_node(60), node.stop() or node.output
+            yield node, client
+        finally:
+            client.destroy_node()
+
+
+def test_every_output_has_the_input_header_encoding_and_range(running):
+    node, client = running
+    for topic in OUTPUTS:
+        client.listen(topic)
+    client.listen('depth/camera_info', CameraInfo)
+    sent, got = client.exchange(_frame(), OUTPUTS + ['depth/camera_info'],
+                                frame_id='cam_optical', info=camera_info(80, 60))
+    assert all(msg.header.stamp == sent.header.stamp for msg in got.values())
+    encodings = {'depth/image': '32FC1', 'normals/image': '32FC3', 'segmentation/labels': 'mono8',
+                 'segmentation/confidence': 'mono8', 'depth/colored': 'rgb8',
+                 'normals/colored': 'rgb8', 'segmentation/colored': 'rgb8'}
+    for topic, msg in got.items():
+        assert msg.header.frame_id == 'cam_optical', topic
+        if topic in encodings:
+            assert msg.encoding == encodings[topic], topic
+            assert (msg.height, msg.width) == (64, 64), topic  # 8 px per 14-px patch at 112
+    depth = conversions.image_to_array(got['depth/image'])
+    assert np.isfinite(depth).all() and (depth > 0).all() and (depth <= 10.0).all()
+    normals = conversions.image_to_array(got['normals/image'])
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
+    labels = conversions.image_to_array(got['segmentation/labels'])
+    assert set(np.unique(labels)) <= set(range(len(LABELS))) | {255}
+    confidence = conversions.image_to_array(got['segmentation/confidence'])
+    # The winner's probability is at least 1/C.
+    assert confidence.min() >= int(255 / len(LABELS)) - 1
+
+
+def test_camera_info_is_scaled_to_the_output(running):
+    node, client = running
+    client.listen('depth/image')
+    client.listen('depth/camera_info', CameraInfo)
+    info = camera_info(80, 60, fx=100.0, fy=90.0, cx=39.5, cy=29.5)
+    _, got = client.exchange(_frame(), ['depth/camera_info'], info=info)
+    scaled = got['depth/camera_info']
+    assert (scaled.width, scaled.height) == (64, 64)
+    sx, sy = 64 / 80, 64 / 60
+    np.testing.assert_allclose(scaled.k, [100 * sx, 0, 40 * sx - 0.5, 0, 90 * sy, 30 * sy - 0.5,
+                                          0, 0, 1], rtol=1e-6)
+
+
+def test_label_info_is_latched_for_late_subscribers(running):
+    node, client = running
+    client.listen_labels()
+    assert client.spin_until(lambda: client.received['segmentation/label_info'], 10)
+    info = client.received['segmentation/label_info'][-1]
+    assert list(info.class_names) == LABELS and list(info.class_ids) == [0, 1, 2]
+    assert len(info.templates) == 9
+
+
+@pytest.mark.parametrize('labels, reason', [
+    ([], 'empty'), (['floor', ''], 'empty'), (['door', 'Door'], 'duplicate'),
+    ([f'l{i}' for i in range(256)], '255'), (['x' * 10_000], 'characters'),
+    (['tab\tle'], 'control')])
+def test_bad_set_labels_requests_keep_the_labels(running, labels, reason):
+    node, client = running
+    response = client.call_set_labels(labels)
+    assert not response.success
+    assert reason in response.message
+    assert list(response.class_names) == LABELS
+
+
+def test_set_labels_swaps_and_republishes(running):
+    node, client = running
+    client.listen_labels()
+    client.listen('segmentation/labels')
+    client.spin_until(lambda: client.received['segmentation/label_info'], 10)
+    before = client.received['segmentation/label_info'][-1].generation
+    try:
+        response = client.call_set_labels(['glass door', 'café table'])
+        assert response.success, response.message
+        assert list(response.class_names) == ['glass door', 'café table']
+        assert client.spin_until(lambda: client.received['segmentation/label_info'][-1]
+                                 .generation > before, 10)
+        assert list(client.received['segmentation/label_info'][-1].class_names) == \
+            ['glass door', 'café table']
+        _, got = client.exchange(_frame(seed=3), ['segmentation/labels'])
+        labels = conversions.image_to_array(got['segmentation/labels'])
+        assert set(np.unique(labels)) <= {0, 1, 255}
+    finally:
+        assert client.call_set_labels(LABELS).success
+
+
+def test_heads_run_only_for_subscribed_outputs(ros, tiny_params):
+    with NodeProcess({**tiny_params, 'labels': LABELS}, 'tlazy') as node:
+        client = Client('tlazy', name='lazy_client')
+        try:
+            assert client.wait_for_node(60), node.output
+            client.spin_until(lambda: client.status is not None, 5)
+            client.send(_frame())  # nobody listens: no inference at all
+            assert client.spin_until(
+                lambda: client.status['frames_skipped_no_subscribers'] >= 1, 10)
+            assert client.status['head_runs'] == {'depth': 0, 'normals': 0, 'segmentation': 0}
+            client.listen('depth/image')
+            client.exchange(_frame(seed=1), ['depth/image'])
+            assert client.spin_until(lambda: client.status['head_runs']['depth'] >= 1, 5)
+            assert client.status['head_runs']['normals'] == 0
+            assert client.status['head_runs']['segmentation'] == 0
+        finally:
+            client.destroy_node()
+
+
+@pytest.mark.parametrize('encoding', ['bgr8', 'rgba8', 'bgra8', 'mono8'])
+def test_input_encodings(running, encoding):
+    node, client = running
+    client.listen('depth/image')
+    channels = {'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}[encoding]
+    frame = np.random.default_rng(5).integers(0, 255, (30, 44, channels), dtype=np.uint8)
+    client.exchange(frame[..., 0] if channels == 1 else frame, ['depth/image'], encoding)
+
+
+def test_unsupported_encoding_is_reported_and_the_node_keeps_running(running):
+    node, client = running
+    client.listen('depth/image')
+    client.spin_until(lambda: client.status is not None, 5)
+    bad = conversions.array_to_image(np.zeros((8, 8), np.uint16), '16UC1', None)
+    bad.encoding = 'bayer_unknown16'
+    client.image_pub.publish(bad)
+    assert client.spin_until(lambda: client.status['bad_frames'] >= 1, 10)
+    client.exchange(_frame(seed=7), ['depth/image'])
+
+
+def _set_param(client, name, value):
+    service = client.create_client(SetParameters, f'{client.ns}/tipsv2_perception/set_parameters')
+    assert service.wait_for_service(10)
+    if isinstance(value, float):
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    else:
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    future = service.call_async(SetParameters.Request(parameters=[Parameter(name=name,
+                                                                            value=pv)]))
+    assert client.spin_until(future.done, 10)
+    return future.result().results[0]
+
+
+def test_runtime_parameters_are_validated(running):
+    node, client = running
+    assert not _set_param(client, 'segmentation.threshold', 1.5).successful
+    assert not _set_param(client, 'output_resolution', 'huge').successful
+    refused = _set_param(client, 'backend', 'torch')
+    assert not refused.successful and 'read-only' in refused.reason
+    assert _set_param(client, 'segmentation.threshold', 0.99).successful
+    client.listen('segmentation/labels')
+    _, got = client.exchange(_frame(seed=9), ['segmentation/labels'])
+    labels = conversions.image_to_array(got['segmentation/labels'])
+    assert (labels == 255).all()  # three random labels never reach 99 %
+    assert _set_param(client, 'segmentation.threshold', 0.0).successful
+
+
+def test_output_at_input_resolution_and_several_cameras(ros, tiny_params):
+    params = {**tiny_params, 'cameras': ['front', 'rear'], 'output_resolution': 'input'}
+    with NodeProcess(params, 'tmulti') as node:
+        clients = [Client(f'tmulti/{cam}', name=f'client_{cam}') for cam in ('front', 'rear')]
+        try:
+            for client in clients:
+                assert client.spin_until(
+                    lambda c=client: c.image_pub.get_subscription_count() > 0, 60), node.output
+                client.listen('depth/image')
+            for i, client in enumerate(clients):
+                _, got = client.exchange(_frame(40 + 10 * i, 50), ['depth/image'])
+                assert (got['depth/image'].height, got['depth/image'].width) == (40 + 10 * i, 50)
+        finally:
+            for client in clients:
+                client.destroy_node()
+
+
+def test_sigint_exits_cleanly(ros, tiny_params):
+    node = NodeProcess(tiny_params, 'tstop')
+    client = Client('tstop', name='stop_client')
+    try:
+        assert client.wait_for_node(60), node.output
+    finally:
+        client.destroy_node()
+    assert node.stop() == 0, node.output
+    assert 'Traceback' not in node.output

@@ -1,0 +1,87 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""``tipsv2 infer IMAGE...``: depth, normals and open-vocabulary segmentation of image files.
+
+Writes ``<image>_depth.png``, ``<image>_normals.png`` and ``<image>_segmentation.png`` into
+``--out``. Weights come from ``tipsv2 download`` (``--variant``) or explicit files; the
+tasks follow the files given (no depth head, no depth). ``--save-raw FILE.npz`` writes every
+raw array of the first image under the key names of the golden reference set.
+"""
+import argparse
+import pathlib
+import sys
+
+from tipsv2_ros.cli.options import add_weight_options, weight_values
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'infer', help='run on image files and write PNG views', description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
+    add_weight_options(parser)
+    parser.add_argument('--labels', default='floor,wall,ceiling,person,door,table,chair',
+                        help='comma-separated open-vocabulary labels')
+    parser.add_argument('--templates', metavar='FILE',
+                        help='prompt templates, one per line with {} for the label '
+                        '(default: the 9 official TIPS templates)')
+    parser.add_argument('--threshold', type=float, default=0.0,
+                        help='confidence below which a pixel gets no label')
+    parser.add_argument('--output-resolution', choices=('input', 'model'), default='input',
+                        help='views at the image size (default) or the decoder size')
+    parser.add_argument('--out', default='tipsv2_infer', help='output folder')
+    parser.add_argument('--save-raw', metavar='FILE.npz',
+                        help='also write the raw arrays of the first image')
+    parser.set_defaults(func=run)
+
+
+def _templates(path):
+    from tipsv2_ros.model.zero_shot import TEMPLATES
+    if not path:
+        return list(TEMPLATES)
+    lines = [line.strip() for line in pathlib.Path(path).read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith('#')]
+
+
+def run(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from tipsv2_ros import processing
+    from tipsv2_ros.cli import views
+    from tipsv2_ros.model.reference import raw_outputs
+    from tipsv2_ros.runtime import factory
+    from tipsv2_ros.runtime.labels import LabelError
+
+    try:
+        values = weight_values(args)
+        runtime = factory.build(values, log=lambda text: print(f'[infer] {text}'))
+        templates = _templates(args.templates)
+        label_set = None
+        if 'segmentation' in runtime.backend.tasks:
+            label_set = runtime.labels.build(args.labels.split(','), templates)
+    except (factory.StartupError, LabelError, ValueError, OSError) as error:
+        print(f'tipsv2 infer: error: {error}', file=sys.stderr)
+        return 1
+    out = pathlib.Path(args.out)
+    tasks = runtime.backend.tasks
+    for index, path in enumerate(args.images):
+        try:
+            frame = np.asarray(Image.open(path).convert('RGB'))
+        except OSError as error:
+            print(f'tipsv2 infer: skipping {path}: {error}', file=sys.stderr)
+            continue
+        result = runtime.pipeline.run([frame], tasks, label_set, args.output_resolution,
+                                      args.threshold)[0]
+        names = label_set.names if label_set else ()
+        rendered = views.render(frame, result.depth, result.normals, result.labels, names)
+        written = views.save(out, pathlib.Path(path).stem, rendered)
+        print(f'[infer] {path}: ' + ', '.join(str(p) for p in written))
+        if index == 0 and args.save_raw:
+            pixels = processing.to_pixel_values(frame, runtime.backend.input_size,
+                                                runtime.backend.device)
+            arrays = raw_outputs(runtime.model, pixels, names, templates)
+            arrays.update(image=frame, labels=np.array(names), templates=np.array(templates))
+            np.savez(args.save_raw, **arrays)
+            print(f'[infer] raw arrays of {path}: {args.save_raw} ({len(arrays)} arrays)')
+    runtime.close()
+    return 0
