@@ -18,6 +18,13 @@ from tipsv2_ros.runtime.labels import LabelSet
 
 Size = Tuple[int, int]
 
+# The released normals head predicts outward normals in a frame with x left, y up and z
+# towards the camera: on the NYU images of the official decoder notebook (@4db271d) floors
+# come out near (0, 0.94, 0.34) and walls facing the camera near (0, -0.35, 0.9). Negating
+# gives the camera optical frame of REP 103 (x right, y down, z forward) that we publish:
+# a floor seen by a level camera is (0, -1, 0), a wall facing it (0, 0, -1).
+NORMALS_TO_OPTICAL = -1.0
+
 
 def parse_input_size(value: Union[int, str, Sequence[int]]) -> Size:
     """Parse ``N``, ``'N'``, ``'HxW'`` or ``[H, W]`` into (H, W), multiples of 14."""
@@ -100,7 +107,8 @@ class Pipeline:
         if dense.depth is not None:
             depth = _numpy(processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear'))[0, 0]
         if dense.normals is not None:
-            normals = processing.resize_dense(dense.normals[i:i + 1], size, 'normals')
+            normals = processing.resize_dense(dense.normals[i:i + 1] * NORMALS_TO_OPTICAL, size,
+                                              'normals')
             normals = _numpy(normals[0].permute(1, 2, 0))
         if seg is not None:
             conf8 = (seg.confidence[i:i + 1, None] * 255).round_().to(torch.uint8)

@@ -1,0 +1,123 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The frame pipeline, the label bank and the runtime factory, without ROS."""
+import numpy as np
+import pytest
+import torch
+
+from tipsv2_ros.model import zero_shot
+from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime.labels import LabelBank, LabelError, validate_labels
+from tipsv2_ros.runtime.pipeline import NORMALS_TO_OPTICAL, parse_input_size
+
+LABELS = ['floor', 'wall', 'door']
+
+
+@pytest.fixture(scope='module')
+def runtime(tiny_params):
+    return factory.build(tiny_params, log=lambda text: None)
+
+
+def _frame(height=50, width=70, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+def test_outputs_follow_the_image_path(runtime):
+    labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+    frame = _frame()
+    result = runtime.pipeline.run([frame], {'depth', 'normals', 'segmentation'}, labels)[0]
+    assert result.size == (64, 64)
+    pixels = torch.nn.functional.interpolate(
+        torch.from_numpy(frame).permute(2, 0, 1)[None].float(), (112, 112), mode='bilinear',
+        antialias=True, align_corners=False) / 255
+    with torch.inference_mode():
+        dense = runtime.model.image_path(('depth', 'normals', 'segmentation'), 112)(pixels)
+        seg = zero_shot.segment(dense.features, labels.classifier, runtime.model.temperature,
+                                (64, 64))
+    np.testing.assert_allclose(result.depth, dense.depth[0, 0].numpy(), rtol=1e-4)
+    # Published normals are in the optical frame: the head's vectors negated.
+    np.testing.assert_allclose(result.normals, NORMALS_TO_OPTICAL
+                               * dense.normals[0].permute(1, 2, 0).numpy(), atol=1e-4)
+    np.testing.assert_array_equal(result.labels, seg.labels[0].numpy())
+    np.testing.assert_allclose(result.confidence, np.round(seg.confidence[0].numpy() * 255),
+                               atol=1)
+    assert result.label_set is labels
+
+
+def test_input_resolution_and_task_subsets(runtime):
+    labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+    frames = [_frame(), _frame(31, 47, seed=1)]
+    results = runtime.pipeline.run(frames, {'segmentation'}, labels, output='input')
+    assert [r.size for r in results] == [(50, 70), (31, 47)]
+    for result in results:
+        assert result.depth is None and result.normals is None
+        assert result.labels.shape == result.size and result.labels.dtype == np.uint8
+    only_depth = runtime.pipeline.run(frames[:1], {'depth'}, labels)[0]
+    assert only_depth.labels is None and only_depth.depth.shape == (64, 64)
+    # Without a label set there is nothing to segment against.
+    assert runtime.pipeline.run(frames[:1], {'segmentation'}, None)[0].labels is None
+
+
+def test_threshold_marks_unsure_pixels(runtime):
+    labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+    result = runtime.pipeline.run([_frame()], {'segmentation'}, labels, threshold=1.0)[0]
+    assert (result.labels == 255).all()
+
+
+def test_label_bank_caches_embeddings_per_label():
+    calls = []
+
+    def encode(names, templates):
+        calls.append(list(names))
+        return torch.nn.functional.normalize(torch.randn(len(names), 8), dim=-1)
+
+    bank = LabelBank(encode)
+    first = bank.build(['floor', 'wall'], ['a {}.'])
+    second = bank.build(['wall', 'door'], ['a {}.'])
+    assert calls == [['floor', 'wall'], ['door']]
+    torch.testing.assert_close(first.classifier[1], second.classifier[0])
+    assert second.generation == first.generation + 1
+    bank.build(['Floor', 'DOOR'], ['a {}.'])  # the tokenizer lower-cases: cached
+    assert len(calls) == 2
+    bank.build(['floor'], ['a photo of a {}.'])  # new templates: new embeddings
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize('labels, message', [
+    ([], 'empty'), ([' '], 'empty'), (['a', 'A'], 'duplicate'), (['x' * 201], 'characters'),
+    (['a\nb'], 'control'), ([str(i) for i in range(256)], '255'), ([3], 'not a string')])
+def test_label_validation(labels, message):
+    with pytest.raises(LabelError, match=message):
+        validate_labels(labels)
+
+
+def test_label_validation_keeps_unicode_and_collapses_spaces():
+    assert validate_labels(['glass  door', 'café', '椅子']) == ('glass door', 'café', '椅子')
+
+
+@pytest.mark.parametrize('value, size', [(448, (448, 448)), ('336x448', (336, 448)),
+                                         ('224', (224, 224)), ([98, 126], (98, 126))])
+def test_parse_input_size(value, size):
+    assert parse_input_size(value) == size
+
+
+@pytest.mark.parametrize('value', [450, '448x', 'abc', 0, [14, 14, 14], True])
+def test_parse_input_size_rejects(value):
+    with pytest.raises(ValueError):
+        parse_input_size(value)
+
+
+def test_factory_errors_name_the_problem(tiny_params, tmp_path):
+    missing = {**tiny_params, 'model.depth_head': str(tmp_path / 'nope.zip')}
+    with pytest.raises(factory.StartupError, match='no such file'):
+        factory.build(missing, log=lambda text: None)
+    no_head = {**tiny_params, 'model.normals_head': ''}
+    with pytest.raises(factory.StartupError, match='normals'):
+        factory.build(no_head, log=lambda text: None)
+    corrupt = tmp_path / 'vision.npz'
+    corrupt.write_bytes(b'PK\x03\x04 not really a zip')
+    with pytest.raises(factory.StartupError, match='could not load'):
+        factory.build({**tiny_params, 'model.vision_weights': str(corrupt)},
+                      log=lambda text: None)
+    with pytest.raises(factory.StartupError, match='CUDA'):
+        factory.resolve_device('cuda:0') if not torch.cuda.is_available() else \
+            pytest.skip('a GPU is present')
