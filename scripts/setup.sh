@@ -20,11 +20,14 @@ WITH_TEST=0
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+trap 'die "step failed at scripts/setup.sh line $LINENO (see the messages above)"' ERR
+# Paths below (and the globs in hash_files) are relative to the repository root.
+cd "$ROOT"
 
 # A stamp records the hash of the inputs of a step; the step is skipped while it matches.
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$STAMPS"; printf '%s' "$2" > "$STAMPS/$1"; }
-hash_files() { (cd "$ROOT" && cat "$@" 2>/dev/null | sha256sum | cut -c1-16); }
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- 1. system prerequisites -------------------------------------------------------------
 PY=${TIPSV2_PYTHON:-python3}

@@ -86,11 +86,11 @@ def test_colcon_style_install_has_everything(tmp_path):
     assert 'extend_path' in (site / 'tipsv2_ros' / '__init__.py').read_text()
 
 
-def test_setup_script_is_idempotent_and_fast():
-    """A run with everything in place only checks the stamps."""
+def test_setup_script_is_idempotent_and_fast(tmp_path):
+    """A run with everything in place only checks the stamps, from any directory."""
     for _ in range(2):  # the first run installs whatever changed since the last one
         result = subprocess.run(['bash', str(ROOT / 'scripts' / 'setup.sh'), '--test'],
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith('[setup] ready')
     assert 'installing' not in result.stdout and 'building' not in result.stdout

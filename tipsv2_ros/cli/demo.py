@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'samples'
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
 
 
 def _banner(lines) -> None:
+    lines = [part for line in lines for part in textwrap.wrap(line, 92)]
     width = max(len(line) for line in lines) + 4
     print('!' * width, *(f'! {line}' for line in lines), '!' * width, sep='\n', flush=True)
 
