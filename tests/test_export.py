@@ -1,0 +1,381 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""ONNX export, the ONNX Runtime backend, backend switching and the engine logic, on the CPU.
+
+The TensorRT orchestration (cache, parity gate, fp16 fallback) runs here with a stand-in
+toolchain that "builds" the (mixed-precision) ONNX and "runs" it in onnxruntime; the real
+TensorRT build is in tests/test_tensorrt.py.
+"""
+import itertools
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tipsv2_ros.model import TASKS, TipsV2
+from tipsv2_ros.runtime import backends, cache, export, parity
+from tipsv2_ros.runtime.base import BackendError
+from tipsv2_ros.runtime.torch_backend import TorchBackend
+
+onnx = pytest.importorskip('onnx')
+onnxruntime = pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
+FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
+         'model.text_weights': str(GOLDEN / 'text.npz'),
+         'model.tokenizer': str(GOLDEN / 'tokenizer.model'),
+         'model.depth_head': str(GOLDEN / 'depth_dpt.zip'),
+         'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
+SUBSETS = [s for n in (1, 2, 3) for s in itertools.combinations(TASKS, n)]
+
+
+@pytest.fixture(scope='module')
+def model() -> TipsV2:
+    return TipsV2.from_files(GOLDEN / 'vision.npz', GOLDEN / 'text.npz',
+                             GOLDEN / 'tokenizer.model', depth_head=GOLDEN / 'depth_dpt.zip',
+                             normals_head=GOLDEN / 'normals_dpt.zip')
+
+
+# What the golden model is exported for at each golden size (each export takes seconds).
+EXPORTS = {(112, 112): TASKS, (98, 126): ('depth', 'segmentation')}
+
+
+@pytest.fixture(scope='module')
+def exported(model, tmp_path_factory):
+    """Export the golden model's parts at both golden sizes, each into its own cache."""
+    found = {}
+    for size, tasks in EXPORTS.items():
+        folder = tmp_path_factory.mktemp(f'cache{size[0]}')
+        parts = export.export_parts(model, tasks, size, backends.checkpoint_ids(tasks, FILES),
+                                    folder, log=lambda text: None)
+        found[size] = folder, parts
+    return found
+
+
+@pytest.mark.parametrize('size', [(112, 112), (98, 126)], ids=['112', '98x126'])
+def test_golden_export_matches_pytorch(model, exported, size):
+    folder, parts = exported[size]
+    assert list(parts) == list(export.parts_for(EXPORTS[size]))
+    path = model.image_path(EXPORTS[size], size).eval()
+    pixels = torch.rand(3, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        encoded = export.part_modules(path)['encoder'][0](pixels)
+        expected = path(pixels)
+    for name, part in parts.items():
+        assert part.path.parent == folder and cache.sidecar(part.path).is_file()
+        assert max(part.record['max_relative_error'].values()) <= parity.EXPORT_RTOL
+        onnx.checker.check_model(str(part.path))
+        session = onnxruntime.InferenceSession(str(part.path),
+                                               providers=['CPUExecutionProvider'])
+        assert [i.name for i in session.get_inputs()] == list(part.spec.inputs)
+        assert [o.name for o in session.get_outputs()] == list(part.spec.outputs)
+        feeds = ({'pixel_values': pixels} if name == 'encoder'
+                 else dict(zip(part.spec.inputs, encoded[:8])))
+        outputs = session.run(None, {k: v.numpy() for k, v in feeds.items()})  # batch 3
+        if name == 'encoder':
+            assert parity.max_relative_error(torch.from_numpy(outputs[-1]),
+                                             expected.features) < 1e-4
+        else:
+            reference = expected.depth if name == 'depth' else expected.normals
+            assert parity.max_relative_error(torch.from_numpy(outputs[0]), reference) < 1e-4
+
+
+def test_onnxruntime_backend_equals_torch_for_every_subset(model, exported):
+    from tipsv2_ros.runtime.onnx_backend import OnnxRuntimeBackend
+    _, parts = exported[(112, 112)]
+    backend = OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, (112, 112), TASKS)
+    reference = TorchBackend(model, (112, 112), TASKS)
+    ran = []
+    run_part = backend._run_cpu
+    backend._run_cpu = lambda part, feeds: (ran.append(part), run_part(part, feeds))[1]
+    pixels = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(2))
+    for subset in SUBSETS:
+        ran.clear()
+        ours, theirs = backend.infer(pixels, frozenset(subset)), reference.infer(
+            pixels, frozenset(subset))
+        assert ran == ['encoder'] + [h for h in ('depth', 'normals') if h in subset]
+        for task, a, b in zip(TASKS, ours, theirs):
+            assert (a is None) == (task not in subset)
+            if a is not None:
+                assert a.dtype == torch.float32 and a.shape == b.shape
+                assert parity.max_relative_error(a, b) < 1e-4
+    assert 'onnxruntime on cpu at 112x112' in backend.describe()
+    with pytest.raises(ValueError, match='not enabled'):
+        OnnxRuntimeBackend({'encoder': parts['encoder'].path, 'depth': parts['depth'].path},
+                           (112, 112), ['depth']).infer(pixels, frozenset({'normals'}))
+    with pytest.raises(BackendError, match=r"no ONNX file for \['normals'\]"):
+        OnnxRuntimeBackend({'encoder': parts['encoder'].path}, (112, 112), ['normals'])
+
+
+def test_auto_on_cpu_exports_random_weights_and_reuses_the_cache(
+        tiny_params, tmp_path, monkeypatch):
+    """Random tiny weights, segmentation only: the encoder part alone, with features."""
+    tasks = ('segmentation',)
+    model = TipsV2.from_files(tiny_params['model.vision_weights'])
+    with monkeypatch.context() as patch:  # an export that does not reproduce PyTorch
+        patch.setattr(export, 'onnxruntime_errors', lambda *args: {'features': 0.02})
+        with pytest.raises(export.ExportError, match=r'features 2\.0e-02; allowed 0\.001'):
+            backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
+                            cache_dir=tmp_path, log=print, options=tiny_params)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith('.')] == []
+    logs = []
+    backend = backends.create('auto', model, (112, 112), tasks, 'cpu', cache_dir=tmp_path,
+                              log=logs.append, options=tiny_params)
+    assert backend.name == 'onnxruntime'
+    assert any('exporting the encoder' in line for line in logs)
+    assert logs[-1].startswith('backend auto -> onnxruntime on cpu at 112x112')
+    pixels = export.sample_pixels((112, 112), 2)
+    ours = backend.infer(pixels, frozenset(tasks))
+    theirs = TorchBackend(model, (112, 112), tasks).infer(pixels, frozenset(tasks))
+    assert ours.depth is None and ours.normals is None
+    assert parity.max_relative_error(ours.features, theirs.features) < 1e-4
+    logs.clear()
+    again = backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
+                            cache_dir=tmp_path, log=logs.append, options=tiny_params)
+    assert again.name == 'onnxruntime' and logs == []  # from the cache, silently
+    assert len(list(tmp_path.glob('*.onnx'))) == 1
+
+
+def test_backend_errors_say_what_to_do(model, monkeypatch):
+    def create(name, device='cpu', precision='auto', log=print):
+        return backends.create(name, model, (112, 112), ['depth'], device, precision,
+                               log=log)
+    with pytest.raises(BackendError, match='expected one of'):
+        create('openvino')
+    with pytest.raises(BackendError, match='runs fp32 only'):
+        create('onnxruntime', precision='fp16')
+    with pytest.raises(BackendError, match='needs a CUDA device'):
+        create('tensorrt')
+    with pytest.raises(BackendError, match='precision'):
+        create('torch', precision='int4')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(backends, '_installed', lambda module: module != 'tensorrt')
+    with pytest.raises(BackendError, match='TensorRT is not installed: pip install tensorrt'):
+        create('tensorrt', device='cuda')
+    with pytest.raises(BackendError, match='pip install onnxruntime-gpu'):
+        create('onnxruntime', device='cuda')
+    monkeypatch.setattr(backends, '_installed', lambda module: module != 'onnxruntime')
+    with pytest.raises(BackendError, match='onnxruntime is not installed: pip install'):
+        create('onnxruntime')
+    monkeypatch.setattr(backends, '_installed', lambda module: module != 'onnxscript')
+    with pytest.raises(BackendError, match='pip install onnx onnxscript'):
+        create('onnxruntime')
+
+
+def test_auto_choice_and_fallback(model, monkeypatch):
+    installed = {'onnxruntime', 'onnx', 'onnxscript'}
+    monkeypatch.setattr(backends, '_installed', lambda module: module in installed)
+    assert backends.candidates(torch.device('cpu')) == ['onnxruntime', 'torch']
+    assert backends.candidates(torch.device('cuda')) == ['torch']  # no CUDA provider here
+    installed.add('tensorrt')
+    assert backends.candidates(torch.device('cuda')) == ['tensorrt', 'torch']
+    assert backends.choose('torch', torch.device('cuda')) == 'torch'
+    assert backends.resolve_precision('auto', 'tensorrt', torch.device('cuda')) == 'fp16'
+    assert backends.resolve_precision('auto', 'onnxruntime', torch.device('cpu')) == 'fp32'
+
+    def failing_export(*args, **kwargs):
+        raise export.ExportError('ONNX export of the encoder failed: boom')
+    monkeypatch.setattr(export, 'export_parts', failing_export)
+    logs = []
+    backend = backends.create('auto', model, (112, 112), ['depth'], 'cpu', log=logs.append)
+    assert backend.name == 'torch'
+    assert 'onnxruntime is not usable (ONNX export of the encoder failed: boom)' in logs[0]
+    assert logs[-1] == 'backend auto -> torch on cpu at 112x112 (fp32)'
+    installed.clear()
+    assert backends.create('auto', model, (112, 112), ['depth'], 'cpu',
+                           log=logs.append).name == 'torch'
+
+
+def test_checkpoint_ids_follow_the_files(tmp_path):
+    ids = backends.checkpoint_ids(['depth'], FILES)
+    assert set(ids) == {'encoder', 'depth'}
+    assert ids['encoder'] == cache.checkpoint_id([FILES['model.vision_weights']])
+    assert backends.checkpoint_ids(TASKS, {}) == {}
+    missing = {**FILES, 'model.depth_head': str(tmp_path / 'gone.zip')}
+    assert set(backends.checkpoint_ids(TASKS, missing)) == {'encoder', 'normals'}
+
+
+def test_corrupt_cached_onnx_is_rebuilt(model, exported):
+    folder, parts = exported[(98, 126)]
+    tasks = EXPORTS[(98, 126)]
+    depth = parts['depth'].path
+    data = bytearray(depth.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    depth.write_bytes(bytes(data))
+    logs = []
+    again = export.export_parts(model, tasks, (98, 126), backends.checkpoint_ids(tasks, FILES),
+                                folder, logs.append)
+    assert any('is corrupt (SHA-256 mismatch); rebuilding' in line for line in logs)
+    assert sum(line.startswith('exporting') for line in logs) == 1  # the depth head only
+    assert cache.load(again['depth'].path, again['depth'].record['key'], print)
+
+
+def test_truncated_or_mismatched_onnx_is_re_exported(model, exported, monkeypatch, tmp_path):
+    folder = tmp_path / 'cache'
+    shutil.copytree(exported[(112, 112)][0], folder)  # the other tests keep theirs whole
+    parts = {n: p._replace(path=folder / p.path.name)
+             for n, p in exported[(112, 112)][1].items()}
+    calls = []
+    monkeypatch.setattr(export, '_export', lambda module, spec, *args: calls.append(
+        spec.name) or {'key': {}, 'files': {}})
+    depth = parts['depth'].path
+    record = json.loads(cache.sidecar(depth).read_text())
+    record['key']['torch'] = '1.0.0'
+    cache.sidecar(depth).write_text(json.dumps(record))
+    encoder = parts['encoder'].path
+    encoder.write_bytes(encoder.read_bytes()[:1000])
+    logs = []
+    export.export_parts(model, TASKS, (112, 112), backends.checkpoint_ids(TASKS, FILES),
+                        folder, logs.append)
+    assert calls == ['encoder', 'depth']
+    assert any('truncated or changed (1000 bytes' in line for line in logs)
+    assert any(f"torch '1.0.0' (now '{torch.__version__}')" in line for line in logs)
+
+
+def test_cli_export_prints_files_and_figures(exported, capsys):
+    from tipsv2_ros.cli.main import build_parser
+    folder, parts = exported[(112, 112)]
+    argv = ['export', '--input-size', '112', '--out', str(folder)]
+    for name, path in FILES.items():
+        argv += ['--' + name.split('.')[1].replace('_', '-'), path]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for part in parts.values():
+        assert f'{part.path}  (' in out
+    assert 'max relative error' in out and 'exporting' not in out  # all from the cache
+    args = build_parser().parse_args(argv + ['--engine', '--device', 'cpu'])
+    assert args.func(args) == 1
+    assert '--engine needs a CUDA device' in capsys.readouterr().err
+
+
+# The TensorRT orchestration with a stand-in toolchain -------------------------------------
+
+def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
+    """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime."""
+    from tipsv2_ros.runtime.tensorrt_backend import Toolchain
+
+    def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed):
+        builds.append((pathlib.Path(onnx_path).name, precision, len(fp32_nodes)))
+        return pathlib.Path(onnx_path).read_bytes()
+
+    def load(blob, device):
+        try:
+            session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
+        except Exception as error:
+            from tipsv2_ros.runtime.tensorrt_engine import EngineLoadError
+            raise EngineLoadError(str(error)) from None
+        names = [o.name for o in session.get_outputs()]
+        return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
+            names, {k: v.numpy() for k, v in feeds.items()}))))
+    return Toolchain(version, 'Fake GPU (sm_00)', strong, build, load)
+
+
+def test_engine_gate_passes_and_the_cache_is_reused(model, exported):
+    from tipsv2_ros.runtime.tensorrt_backend import measure, TensorRTBackend
+    folder, _ = exported[(112, 112)]
+    builds, logs = [], []
+    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    toolchain=_fake_toolchain(builds=builds))
+    # Strongly typed: each part built from its fp16 variant, nothing pinned.
+    assert builds == [(f'{p}-fp16.onnx', 'fp16', 0) for p in ('encoder', 'depth', 'normals')]
+    assert backend.precision == 'fp16' and backend.report.passed()
+    assert backend.report.agreement is not None and 'pass the parity gate' in logs[-1]
+    pixels = export.sample_pixels((112, 112), 5)
+    ours = backend.infer(pixels, frozenset(TASKS))  # 5 frames: chunks of max_batch 4
+    theirs = TorchBackend(model, (112, 112), TASKS).infer(pixels, frozenset(TASKS))
+    assert parity.compare(ours, theirs).passed()
+    no_text = TipsV2(model.config, model.vision, heads=dict(model.heads))
+    assert measure(backend, no_text).agreement == 1.0  # fixed random label directions
+    builds.clear()
+    engine = backend.files['depth']
+    engine.write_bytes(engine.read_bytes()[:-10])
+    logs.clear()
+    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          toolchain=_fake_toolchain(builds=builds))
+    assert builds == [('depth-fp16.onnx', 'fp16', 0)]  # the others came from the cache
+    assert any('TensorRT depth: ' in line and 'truncated' in line for line in logs)
+    builds.clear()
+    logs.clear()
+    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          toolchain=_fake_toolchain(builds=builds, version='11.0-fake'))
+    assert len(builds) == 3
+    assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
+
+
+def test_failing_fp16_engine_falls_back_with_a_warning(model, exported):
+    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    folder, exported_parts = exported[(112, 112)]
+    parts = list(exported_parts.values())
+    builds, logs, gated = [], [], []
+
+    def gate(backend):  # TensorRT 10.3-style broken fp16 ViT: near-single-class output
+        gated.append(backend.precision)
+        if backend.precision == 'fp16':
+            return parity.ParityReport(depth=0.003, normals=0.5, agreement=0.41)
+        return parity.ParityReport(depth=0.001, normals=0.2, agreement=0.999)
+    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    gate=gate,
+                                    toolchain=_fake_toolchain(strong=False, builds=builds))
+    assert gated == ['fp16', 'fp16-safe'] and backend.precision == 'fp16-safe'
+    warning = next(line for line in logs if line.startswith('WARNING'))
+    assert 'segmentation argmax agreement 41.00% < 99%' in warning
+    assert 'falling back to fp16-safe' in warning and 'not used' in warning
+    # Weakly typed: built from the fp32 graphs, with the fp32 layers pinned by name.
+    assert [b[1] for b in builds] == ['fp16'] * 3 + ['fp16-safe'] * 3
+    assert all(b[0] == parts[i % 3].path.name and b[2] > 0 for i, b in enumerate(builds))
+    with pytest.raises(BackendError, match=r'no TensorRT engine passed.*fp16:.*fp32:'):
+        TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                              backends.checkpoint_ids(TASKS, FILES), logs.append,
+                              toolchain=_fake_toolchain(builds=builds),
+                              gate=lambda b: parity.ParityReport(normals=float('nan')))
+    with pytest.raises(BackendError, match='bf16'):
+        TensorRTBackend.build(model, (112, 112), ['depth'], 'cpu', 'bf16', folder,
+                              toolchain=_fake_toolchain(builds=builds))
+
+
+def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported):
+    from tipsv2_ros.runtime import onnx_precision
+    _, parts = exported[(112, 112)]
+    source = onnx.load(str(parts['normals'].path))
+    kinds = onnx_precision.compute_types(source, 'fp16')
+    by_name = {n.name: n for n in source.graph.node}
+    assert {by_name[n].op_type for n, k in kinds.items() if k == 'reduced'} >= {'Conv', 'MatMul'}
+    assert all(kinds[n.name] == 'fp32' for n in source.graph.node
+               if n.op_type in ('ReduceL2', 'Div'))  # the final normalisation
+    encoder = onnx.load(str(parts['encoder'].path))
+    pinned = onnx_precision.fp32_nodes(encoder, 'fp16')
+    assert {n.name for n in encoder.graph.node
+            if n.op_type in ('LayerNormalization', 'Softmax')} <= pinned
+    for name in ('encoder', 'normals'):
+        for level in onnx_precision.PRECISIONS:
+            mixed = onnx_precision.to_mixed_precision(onnx.load(str(parts[name].path)), level)
+            types = {v.name: v.type.tensor_type.elem_type for v in mixed.graph.value_info}
+            for node in mixed.graph.node:
+                if node.op_type in onnx_precision.KEEP_FP32:
+                    assert types.get(node.input[0], 1) == onnx.TensorProto.FLOAT, node.name
+            assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+                       for o in list(mixed.graph.input) + list(mixed.graph.output))
+            assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in mixed.graph.initializer)
+            session = onnxruntime.InferenceSession(mixed.SerializeToString(),
+                                                   providers=['CPUExecutionProvider'])
+            assert session.get_outputs()[0].type == 'tensor(float)'
+    with pytest.raises(ValueError, match='precision'):
+        onnx_precision.compute_types(encoder, 'int8')
+
+
+def test_sample_pixels_are_the_room_frames():
+    pixels = export.sample_pixels((98, 126), 3)
+    assert pixels.shape == (3, 3, 98, 126) and pixels.dtype == torch.float32
+    assert 0.0 <= pixels.min() and pixels.max() <= 1.0 and pixels.std() > 0.05
+    assert export.parts_for(['segmentation']) == ('encoder',)
+    assert export.parts_for(['normals', 'depth']) == ('encoder', 'depth', 'normals')
+    assert export.intermediate_names(2) == ('patches_0', 'cls_0', 'patches_1', 'cls_1')
+    assert np.isfinite(pixels.numpy()).all()

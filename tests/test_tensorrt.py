@@ -1,0 +1,149 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The TensorRT path on a real GPU: engine build, parity gate, cache, fallback, timing.
+
+Skipped (not failed) without TensorRT or a CUDA GPU. On a GPU machine with a CUDA build of
+torch and ``pip install tensorrt-cu12``, run everything (figures with -s; the B/14 test is
+marked slow: add ``-m 'not slow'`` to leave it out)::
+
+    python -m pytest tests/test_tensorrt.py -v -s
+"""
+import json
+import pathlib
+import time
+
+import pytest
+import torch
+
+from tipsv2_ros.model import TASKS, TipsV2
+from tipsv2_ros.runtime import backends, export, parity
+from tipsv2_ros.runtime.torch_backend import TorchBackend
+
+pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
+tensorrt = pytest.importorskip('tensorrt')
+pytest.importorskip('onnxruntime')
+if not torch.cuda.is_available():
+    pytest.skip('no CUDA GPU visible to torch', allow_module_level=True)
+
+GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
+FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
+         'model.text_weights': str(GOLDEN / 'text.npz'),
+         'model.tokenizer': str(GOLDEN / 'tokenizer.model'),
+         'model.depth_head': str(GOLDEN / 'depth_dpt.zip'),
+         'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
+CUDA = torch.device('cuda')
+
+
+@pytest.fixture(scope='module')
+def model() -> TipsV2:
+    return TipsV2.from_files(GOLDEN / 'vision.npz', GOLDEN / 'text.npz',
+                             GOLDEN / 'tokenizer.model', depth_head=GOLDEN / 'depth_dpt.zip',
+                             normals_head=GOLDEN / 'normals_dpt.zip').to(CUDA)
+
+
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp('engines')
+
+
+def _create(model, cache_dir, logs, precision='fp16', tasks=TASKS, size=(112, 112)):
+    return backends.create('tensorrt', model, size, tasks, CUDA, precision, cache_dir,
+                           logs.append, options=FILES)
+
+
+def test_engine_builds_passes_the_gate_and_matches_torch(model, cache_dir):
+    logs = []
+    start = time.perf_counter()
+    backend = _create(model, cache_dir, logs)
+    print(f'\nbuilt in {time.perf_counter() - start:.1f} s:', *logs, sep='\n  ')
+    assert backend.name == 'tensorrt' and backend.report.passed()
+    assert backend.precision in ('fp16', 'fp16-safe', 'fp32')
+    assert f'TensorRT {tensorrt.__version__}' in backend.describe()
+    assert any('TensorRT: ' in line for line in logs)  # build progress was visible
+    for path in backend.files.values():
+        record = json.loads(export.cache.sidecar(path).read_text())
+        assert record['key']['tensorrt'] == tensorrt.__version__
+        assert torch.cuda.get_device_name() in record['key']['gpu']
+    pixels = export.sample_pixels((112, 112), 6, CUDA)  # 6 > max batch 4: two chunks
+    with torch.inference_mode():
+        ours = backend.infer(pixels, frozenset(TASKS))
+        with parity.strict_fp32():
+            theirs = TorchBackend(model, (112, 112), TASKS).infer(pixels, frozenset(TASKS))
+    for a, b in zip(ours, theirs):
+        assert a.device.type == 'cuda' and a.dtype == torch.float32 and a.shape == b.shape
+    classifier = model.text_classifier(['floor', 'wall', 'door', 'picture', 'box', 'ball'])
+    report = parity.compare(ours, theirs, classifier)
+    print(f'{backend.describe()}: {report.describe()}')
+    assert report.passed()
+    only_depth = backend.infer(pixels[:1], frozenset({'depth'}))
+    assert only_depth.normals is None and only_depth.features is None
+
+
+def test_cached_engines_are_reused_and_a_corrupt_one_is_rebuilt(model, cache_dir):
+    _create(model, cache_dir, [])  # built (or reused) by the test above
+    logs = []
+    start = time.perf_counter()
+    backend = _create(model, cache_dir, logs)
+    print(f'\nloaded from the cache in {time.perf_counter() - start:.1f} s')
+    assert not any(line.startswith('building') for line in logs)
+    engine = backend.files['normals']
+    data = bytearray(engine.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    engine.write_bytes(bytes(data))
+    logs.clear()
+    _create(model, cache_dir, logs)
+    assert any('is corrupt (SHA-256 mismatch); rebuilding' in line for line in logs)
+    assert [line.split(' of the ')[1].split(' (')[0] for line in logs
+            if line.startswith('building')] == ['normals']
+
+
+def test_fp32_engine_and_forced_fallback(model, cache_dir):
+    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    logs = []
+    assert _create(model, cache_dir, logs, 'fp32', ('depth',)).precision == 'fp32'
+
+    def gate(backend):  # pretend the fp16 engines are broken
+        if backend.precision == 'fp16':
+            return parity.ParityReport(agreement=0.3)
+        from tipsv2_ros.runtime.tensorrt_backend import measure
+        return measure(backend, model)
+    backend = TensorRTBackend.build(model, (112, 112), ['segmentation'], CUDA, 'fp16',
+                                    cache_dir, backends.checkpoint_ids(TASKS, FILES),
+                                    logs.append, gate=gate)
+    assert backend.precision == 'fp16-safe'
+    assert any(line.startswith('WARNING: the TensorRT fp16 engines fail') for line in logs)
+
+
+@pytest.mark.slow
+def test_b14_engine_at_448_parity_and_timing(tmp_path):
+    """B/14-sized random weights at 448: build time, parity, and latency vs PyTorch."""
+    from tipsv2_ros.model import random_weights
+    paths = random_weights.write_random_checkpoint(tmp_path / 'b14', 'b14', seed=0)
+    model = TipsV2.from_files(paths.vision, paths.text, paths.tokenizer,
+                              depth_head=paths.depth_head,
+                              normals_head=paths.normals_head).to(CUDA)
+    options = {f'model.{k}': str(v) for k, v in paths._asdict().items()}
+    logs = []
+    start = time.perf_counter()
+    backend = backends.create('tensorrt', model, (448, 448), TASKS, CUDA, 'fp16',
+                              tmp_path / 'engines', logs.append, options=options)
+    build = time.perf_counter() - start
+    print(f'\nB/14 448 export + build + gate: {build:.0f} s', *logs, sep='\n  ')
+    pixels = export.sample_pixels((448, 448), 1, CUDA)
+    reference = TorchBackend(model, (448, 448), TASKS)
+    half = TorchBackend(model, (448, 448), TASKS, 'fp16')
+    for name, run in (('tensorrt ' + backend.precision, backend), ('torch fp32', reference),
+                      ('torch fp16 autocast', half)):
+        with torch.inference_mode():
+            for _ in range(5):
+                run.infer(pixels, frozenset(TASKS))
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(20):
+                start = time.perf_counter()
+                run.infer(pixels, frozenset(TASKS))
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+        print(f'{name}: median {sorted(times)[10] * 1e3:.1f} ms per frame '
+              f'(depth + normals + features, {torch.cuda.get_device_name()})')
+    print(f'parity of the accepted engines: {backend.report.describe()}')
+    assert backend.report.passed()

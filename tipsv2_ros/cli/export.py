@@ -1,0 +1,95 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""``tipsv2 export``: the image path to ONNX (and, with --engine, TensorRT), parity-checked.
+
+Writes one ONNX file per part (encoder, and the depth/normals heads of --tasks) at a fixed
+input size, each accepted only if onnxruntime reproduces PyTorch within 1e-3 relative. With
+--engine it also builds the TensorRT engines and runs the parity gate on the sample frames,
+falling back from fp16 to safer precisions when the gate fails. Files go into the cache the
+node reads (or --out), with a JSON sidecar each; cached files that still match are reused.
+"""
+import argparse
+import sys
+
+from tipsv2_ros.cli.options import FILE_FLAGS, weight_values
+
+TASKS = ('depth', 'normals', 'segmentation')
+
+
+def _tasks(text: str) -> tuple:
+    tasks = tuple(t.strip() for t in text.split(',') if t.strip())
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise argparse.ArgumentTypeError(f'tasks {text!r}: choose from {",".join(TASKS)}')
+    return tasks
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``export`` subcommand to the ``tipsv2`` parser."""
+    parser = subparsers.add_parser(
+        'export', help='export the image path to ONNX (and TensorRT with --engine)',
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_argument_group('model files (default: the downloaded --variant)')
+    for name, text in FILE_FLAGS.items():
+        if name != 'segmentation_head':  # the ADE20K head is not part of the image path
+            group.add_argument('--' + name.replace('_', '-'), metavar='FILE', help=text)
+    group.add_argument('--variant', default='b14', help='b14, l14, so400m14 or g14')
+    group.add_argument('--weights-dir', help='where `tipsv2 download` put the files')
+    parser.add_argument('--input-size', default='448', help='N or HxW, multiples of 14 '
+                        '(default: %(default)s)')
+    parser.add_argument('--tasks', type=_tasks, default=None,
+                        help='comma-separated tasks (default: all the given files allow)')
+    parser.add_argument('--out', help='output folder (default: the cache the node reads, '
+                        '$TIPSV2_CACHE/engines or ~/.cache/tipsv2_ros/engines)')
+    parser.add_argument('--engine', action='store_true',
+                        help='also build the TensorRT engines (needs a CUDA GPU and TensorRT)')
+    parser.add_argument('--precision', default='auto', choices=('auto', 'fp16', 'fp32'),
+                        help='engine precision; auto = fp16 with parity-gated fallback')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--max-batch', type=int, default=4,
+                        help='largest batch of the engines (default: %(default)s, as the node)')
+    parser.set_defaults(func=run, backend='torch', segmentation_head=None)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export (and build); print what was written and the parity figures; return 0 or 1."""
+    from tipsv2_ros.runtime import backends, cache, export, factory
+    from tipsv2_ros.runtime.base import BackendError
+    from tipsv2_ros.runtime.pipeline import parse_input_size
+
+    def say(text: str) -> None:
+        print(f'[export] {text}', flush=True)
+
+    try:
+        values = weight_values(args)
+        input_size = parse_input_size(args.input_size)
+        tasks = tuple(args.tasks or values.get('tasks') or TASKS)
+        device = factory.resolve_device(args.device)
+        files = factory.model_files(values)
+        variant = None if values.get('model.vision_weights') else args.variant
+        model = factory.load_model(files, tasks, variant, device)
+        checkpoints = backends.checkpoint_ids(tasks, files)
+        out = args.out or cache.default_dir()
+        say(f'{model.describe()}, tasks {",".join(tasks)}, {input_size[0]}x{input_size[1]}, '
+            f'into {out}')
+        parts = export.export_parts(model, tasks, input_size, checkpoints, out, say)
+        for name, part in parts.items():
+            worst = max(part.record['max_relative_error'].values())
+            size = sum(f['size'] for f in part.record['files'].values())
+            print(f'{part.path}  ({size / 1e6:.1f} MB; {name}: onnxruntime vs PyTorch max '
+                  f'relative error {worst:.1e})')
+        if args.engine:
+            if device.type != 'cuda':
+                raise BackendError(f'--engine needs a CUDA device (device is {device})')
+            from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+            precision = backends.resolve_precision(args.precision, 'tensorrt', device)
+            with TensorRTBackend.build(model, input_size, tasks, device, precision, out,
+                                       checkpoints, say, args.max_batch) as backend:
+                for path in backend.files.values():
+                    print(f'{path}  ({path.stat().st_size / 1e6:.1f} MB)')
+                print(f'TensorRT {backend.precision} engines accepted: '
+                      f'{backend.report.describe()}')
+    except (ValueError, OSError, BackendError, factory.StartupError) as error:
+        print(f'tipsv2 export: error: {error}', file=sys.stderr)
+        return 1
+    return 0

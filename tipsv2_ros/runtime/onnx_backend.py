@@ -1,0 +1,148 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The ONNX Runtime backend: the exported parts in one session each.
+
+CPU in CI; on a CUDA device the CUDA execution provider (and TensorRT's, where installed)
+with I/O bound to torch tensors, so frames and outputs stay on the GPU. Only the parts the
+asked tasks need run: the encoder always, a head only when its task is asked for.
+"""
+import os
+from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+
+import numpy as np
+import onnxruntime
+import torch
+
+from tipsv2_ros.model.image_path import DenseOutputs
+from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+
+HEADS = ('depth', 'normals')
+
+
+def available_cores() -> int:
+    """Return the CPU cores this process may use (its affinity mask on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def has_cuda() -> bool:
+    """Return whether this onnxruntime build has the CUDA execution provider."""
+    return 'CUDAExecutionProvider' in onnxruntime.get_available_providers()
+
+
+def providers_for(device: torch.device, cache_dir: Optional[str] = None) -> list:
+    """Return execution providers for ``device``; raise BackendError if CUDA cannot be served."""
+    if device.type == 'cpu':
+        return ['CPUExecutionProvider']
+    available = onnxruntime.get_available_providers()
+    if device.type != 'cuda' or 'CUDAExecutionProvider' not in available:
+        raise BackendError(f'onnxruntime {onnxruntime.__version__} has no CUDA execution '
+                           f'provider for device {device} (providers: {", ".join(available)}): '
+                           'pip install onnxruntime-gpu, or use device cpu or backend tensorrt')
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    providers = []
+    if 'TensorrtExecutionProvider' in available:
+        # fp32 only: ORT's own fp16 conversion has no parity gate (backend tensorrt has one).
+        trt_options = {'device_id': index, 'trt_fp16_enable': False}
+        if cache_dir:
+            trt_options.update(trt_engine_cache_enable=True, trt_engine_cache_path=cache_dir)
+        providers.append(('TensorrtExecutionProvider', trt_options))
+    # Work on torch's stream, so torch's writes to inputs are ordered before ORT reads them.
+    stream = torch.cuda.current_stream(index).cuda_stream
+    providers.append(('CUDAExecutionProvider', {'device_id': index,
+                                                'user_compute_stream': str(stream)}))
+    return providers + ['CPUExecutionProvider']
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs the ONNX parts of ``tipsv2_ros.runtime.export`` in onnxruntime.
+
+    Args:
+        parts: part name ('encoder', 'depth', 'normals') -> ONNX file.
+        input_size: the (H, W) the parts were exported at.
+        tasks: the tasks that may be asked for; each head's file must be in ``parts``.
+        device: 'cpu', or a CUDA device (needs onnxruntime-gpu).
+        threads: intra-op threads (default: every available core).
+        cache_dir: where the TensorRT execution provider caches its engines.
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, parts: Mapping[str, os.PathLike], input_size: Tuple[int, int],
+                 tasks: Iterable[str], device='cpu', threads: Optional[int] = None,
+                 cache_dir: Optional[str] = None):
+        super().__init__(input_size, torch.device(device), tasks)
+        needed = {'encoder'} | (self.tasks & set(HEADS))
+        missing = needed - set(parts)
+        if missing:
+            raise BackendError(f'onnxruntime backend: no ONNX file for {sorted(missing)}')
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        providers = providers_for(self.device, cache_dir)
+        try:
+            self._sessions = {
+                name: onnxruntime.InferenceSession(os.fspath(parts[name]), options,
+                                                   providers=providers)
+                for name in sorted(needed)}
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise BackendError(f'onnxruntime could not load the parts: {error}') from None
+        self.threads = options.intra_op_num_threads
+        encoder_outputs = [o.name for o in self._sessions['encoder'].get_outputs()]
+        if 'segmentation' in self.tasks and 'features' not in encoder_outputs:
+            raise BackendError('onnxruntime backend: the encoder file has no features output; '
+                               'export it with segmentation enabled')
+
+    def infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
+        tasks = check_tasks(tasks)
+        if not tasks <= self.tasks:
+            raise ValueError(f'tasks {sorted(tasks - self.tasks)} were not enabled')
+        run = self._run_cpu if self.device.type == 'cpu' else self._run_cuda
+        encoded = run('encoder', {'pixel_values': pixel_values.float()})
+        intermediates = {k: v for k, v in encoded.items() if k != 'features'}
+        heads = {name: run(name, intermediates)[name] for name in HEADS if name in tasks}
+        features = encoded.get('features') if 'segmentation' in tasks else None
+        return DenseOutputs(heads.get('depth'), heads.get('normals'), features)
+
+    def _run_cpu(self, part: str, feeds: Mapping) -> Dict:
+        session = self._sessions[part]
+        feeds = {i.name: _numpy(feeds[i.name]) for i in session.get_inputs()}
+        names = [o.name for o in session.get_outputs()]
+        outputs = session.run(names, feeds)
+        return {name: torch.from_numpy(array) for name, array in zip(names, outputs)}
+
+    def _run_cuda(self, part: str, feeds: Mapping[str, torch.Tensor]) -> Dict:
+        session = self._sessions[part]
+        binding = session.io_binding()
+        index = self.device.index if self.device.index is not None else 0
+        batch = next(iter(feeds.values())).shape[0]
+        keep = []  # inputs stay referenced until the run has finished
+        for node in session.get_inputs():
+            tensor = feeds[node.name].to(self.device, torch.float32).contiguous()
+            keep.append(tensor)
+            binding.bind_input(node.name, 'cuda', index, np.float32, tuple(tensor.shape),
+                               tensor.data_ptr())
+        outputs = {}
+        for node in session.get_outputs():
+            shape = (batch,) + tuple(node.shape[1:])  # fixed but for the batch
+            outputs[node.name] = torch.empty(shape, dtype=torch.float32, device=self.device)
+            binding.bind_output(node.name, 'cuda', index, np.float32, shape,
+                                outputs[node.name].data_ptr())
+        session.run_with_iobinding(binding)
+        return outputs
+
+    def describe(self) -> str:
+        providers = self._sessions['encoder'].get_providers()[0].replace('ExecutionProvider', '')
+        return f'{super().describe()} (fp32, {providers}, {self.threads} threads)'
+
+    def close(self) -> None:
+        self._sessions = {}
+
+
+def _numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value)

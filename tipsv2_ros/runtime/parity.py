@@ -1,0 +1,131 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Parity metrics between a backend's outputs and the PyTorch fp32 reference.
+
+One definition of each metric, shared by the ONNX export gate, the TensorRT engine gate, the
+tests and the benchmark, so a figure in a log means the same thing everywhere.
+"""
+import contextlib
+import math
+from typing import List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+from tipsv2_ros.model.image_path import DenseOutputs
+
+# What an exported graph must reproduce before it is accepted (every output, fp32).
+EXPORT_RTOL = 1e-3
+
+
+class Thresholds(NamedTuple):
+    """Acceptance thresholds of a reduced-precision engine against fp32 PyTorch."""
+
+    depth: float = 0.01  # mean relative depth error
+    normals: float = 2.0  # median angle between normals, degrees
+    agreement: float = 0.99  # fraction of patches with the same zero-shot argmax
+
+
+class ParityReport(NamedTuple):
+    """The metrics of one comparison; a field is None when its task was not compared."""
+
+    depth: Optional[float] = None
+    normals: Optional[float] = None
+    agreement: Optional[float] = None
+
+    def failures(self, thresholds: Thresholds = Thresholds()) -> List[str]:
+        """Return a sentence per metric outside its threshold (NaN always fails)."""
+        failed = []
+        if self.depth is not None and not self.depth < thresholds.depth:
+            failed.append(f'depth relative error {self.depth:.2%} >= {thresholds.depth:.0%}')
+        if self.normals is not None and not self.normals < thresholds.normals:
+            failed.append(f'normals median angular error {self.normals:.2f} deg >= '
+                          f'{thresholds.normals:g} deg')
+        if self.agreement is not None and not self.agreement >= thresholds.agreement:
+            failed.append(f'segmentation argmax agreement {self.agreement:.2%} < '
+                          f'{thresholds.agreement:.0%}')
+        return failed
+
+    def passed(self, thresholds: Thresholds = Thresholds()) -> bool:
+        """Whether every compared metric is within its threshold."""
+        return not self.failures(thresholds)
+
+    def describe(self) -> str:
+        """Return e.g. 'depth 0.12%, normals 0.40 deg, segmentation 99.8%'."""
+        parts = []
+        if self.depth is not None:
+            parts.append(f'depth {self.depth:.2%}')
+        if self.normals is not None:
+            parts.append(f'normals {self.normals:.2f} deg')
+        if self.agreement is not None:
+            parts.append(f'segmentation {self.agreement:.1%}')
+        return ', '.join(parts) or 'nothing compared'
+
+
+def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """Return ``max|a - b| / max(1, max|b|)``: absolute near zero, relative for large outputs."""
+    ours, reference = ours.detach().double().cpu(), reference.detach().double().cpu()
+    if ours.shape != reference.shape:
+        raise ValueError(f'shapes differ: {tuple(ours.shape)} vs {tuple(reference.shape)}')
+    if ours.numel() == 0:
+        return 0.0
+    scale = max(1.0, reference.abs().max().item())
+    error = (ours - reference).abs().max().item()
+    return error / scale if math.isfinite(error) else math.inf
+
+
+def depth_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """Return the mean of ``|d - d_ref| / d_ref`` over pixels (depths are positive metres)."""
+    ours, reference = ours.detach().double(), reference.detach().double()
+    error = ((ours - reference).abs() / reference.abs().clamp_min(1e-6)).mean().item()
+    return error if math.isfinite(error) else math.inf
+
+
+def normals_angular_error(ours: torch.Tensor, reference: torch.Tensor, dim: int = 1) -> float:
+    """Return the median angle in degrees between normal maps, vectors along ``dim``."""
+    ours = F.normalize(ours.detach().double(), dim=dim)
+    reference = F.normalize(reference.detach().double(), dim=dim)
+    cosine = (ours * reference).sum(dim=dim).clamp(-1.0, 1.0)
+    if not torch.isfinite(cosine).all():
+        return math.inf
+    return torch.rad2deg(torch.arccos(cosine)).median().item()
+
+
+def argmax_agreement(ours: torch.Tensor, reference: torch.Tensor,
+                     classifier: torch.Tensor) -> float:
+    """Return the fraction of patches whose best label is the same.
+
+    Args:
+        ours: (B, h, w, D) zero-shot features of the backend.
+        reference: (B, h, w, D) reference features.
+        classifier: (C, D) label embeddings.
+    """
+    classifier = classifier.detach().double().to(ours.device)
+    if not torch.isfinite(ours).all():
+        return 0.0
+    labels = (ours.detach().double() @ classifier.T).argmax(dim=-1)  # (B, h, w)
+    expected = (reference.detach().double().to(ours.device) @ classifier.T).argmax(dim=-1)
+    return (labels == expected).double().mean().item()
+
+
+def compare(ours: DenseOutputs, reference: DenseOutputs,
+            classifier: Optional[torch.Tensor] = None) -> ParityReport:
+    """Compute the metrics of every output present in both (agreement needs a classifier)."""
+    depth = normals = agreement = None
+    if ours.depth is not None and reference.depth is not None:
+        depth = depth_relative_error(ours.depth, reference.depth.to(ours.depth.device))
+    if ours.normals is not None and reference.normals is not None:
+        normals = normals_angular_error(ours.normals, reference.normals.to(ours.normals.device))
+    if ours.features is not None and reference.features is not None and classifier is not None:
+        agreement = argmax_agreement(ours.features, reference.features, classifier)
+    return ParityReport(depth, normals, agreement)
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """Compute a CUDA reference in true fp32: TF32 off for matmuls and convolutions."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -1,0 +1,181 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Building TensorRT engines from the exported ONNX parts (TensorRT 10.x and 11.x).
+
+TensorRT is imported inside the functions, so this module imports without it. Two ways to
+get fp16, chosen by version:
+
+- strongly typed networks (TensorRT >= 10.12, where the weak-typing API is deprecated, and
+  11.x, where it is gone): the graph carries its types (``onnx_precision.write_mixed``), the
+  builder adds none;
+- weakly typed networks (TensorRT 10.0-10.11): the fp32 graph, the FP16 builder flag, and the
+  layers that must stay fp32 pinned with OBEY_PRECISION_CONSTRAINTS; layers are matched to
+  ONNX nodes through the ``[ONNX Layer: name]`` metadata the ONNX parser records.
+
+Builds report progress (start, phases, steps every few seconds, end) through ``log``.
+"""
+import logging
+import os
+import re
+import threading
+import time
+from typing import Callable, Collection, Set, Tuple
+
+from tipsv2_ros.runtime.base import BackendError
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = ('pip install tensorrt-cu12 (or tensorrt-cu13, matching your CUDA), or use '
+                'backend onnxruntime or torch')
+_LOGGER = None
+_PROGRESS_EVERY_S = 10.0
+
+
+def import_tensorrt():
+    """Return the tensorrt module, or raise a BackendError that says how to install it."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise BackendError(f'TensorRT is not installed ({error}): {INSTALL_HINT}') from None
+    return tensorrt
+
+
+def version_tuple(version: str) -> Tuple[int, int]:
+    """'10.13.3.9' -> (10, 13)."""
+    numbers = re.findall(r'\d+', version)
+    return (int(numbers[0]), int(numbers[1])) if len(numbers) > 1 else (int(numbers[0]), 0)
+
+
+def strongly_typed(version: str, has_fp16_flag: bool = True) -> bool:
+    """Whether to build strongly typed: TensorRT >= 10.12, or no FP16 builder flag (11.x)."""
+    return version_tuple(version) >= (10, 12) or not has_fp16_flag
+
+
+def onnx_nodes(metadata: str) -> Set[str]:
+    """Return the ONNX node names in a layer's metadata ('[ONNX Layer: a]<US>[ONNX Layer: b]')."""
+    return set(re.findall(r'\[ONNX Layer: ([^\]]+)\]', metadata or ''))
+
+
+def trt_logger():
+    """Return the process-wide TensorRT logger (forwards to Python logging; outlives engines)."""
+    global _LOGGER
+    if _LOGGER is None:
+        trt = import_tensorrt()
+
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors = []
+
+            def log(self, severity, msg):
+                level = int(severity)  # 0 internal error, 1 error, 2 warning, 3 info
+                if level <= 1:
+                    self.errors = (self.errors + [msg])[-20:]
+                    logger.error('TensorRT: %s', msg)
+                elif level == 2:
+                    logger.warning('TensorRT: %s', msg)
+
+        _LOGGER = Logger()
+    return _LOGGER
+
+
+def _progress_monitor(trt, log: Callable[[str], None]):
+    """Return an IProgressMonitor logging top-level phases and, every few seconds, a step."""
+
+    class Progress(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self._lock = threading.Lock()  # TensorRT calls it from several threads
+            self._phases = {}
+            self._last = time.monotonic()
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            with self._lock:
+                self._phases[phase_name] = (parent_phase, num_steps, time.monotonic())
+                if parent_phase is None:
+                    log(f'  TensorRT: {phase_name} ({num_steps} steps)')
+
+        def step_complete(self, phase_name, step):
+            with self._lock:
+                now = time.monotonic()
+                if now - self._last >= _PROGRESS_EVERY_S:
+                    self._last = now
+                    total = self._phases.get(phase_name, (None, '?'))[1]
+                    log(f'  TensorRT: {phase_name}: step {step + 1} of {total}')
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            with self._lock:
+                parent, _, start = self._phases.pop(phase_name, (None, 0, time.monotonic()))
+                if parent is None:
+                    log(f'  TensorRT: {phase_name} done ({time.monotonic() - start:.0f} s)')
+
+    return Progress()
+
+
+def pin_fp32(trt, network, names: Collection[str]) -> int:
+    """Pin the layers made from the ONNX nodes ``names`` to fp32; return how many."""
+    names, pinned = set(names), 0
+    floating = (trt.float32, trt.float16)
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        nodes = onnx_nodes(getattr(layer, 'metadata', '')) or {layer.name}
+        if not nodes & names:
+            continue
+        outputs = [j for j in range(layer.num_outputs) if layer.get_output(j).dtype in floating]
+        if not outputs:
+            continue
+        layer.precision = trt.float32
+        for j in outputs:
+            layer.set_output_type(j, trt.float32)
+        pinned += 1
+    return pinned
+
+
+def build_engine(onnx_path: os.PathLike, precision: str, fp32_nodes: Collection[str],
+                 max_batch: int, log: Callable[[str], None], strong: bool) -> bytes:
+    """Build a serialized engine for one part.
+
+    Args:
+        onnx_path: the part; for a strongly typed fp16 build, its mixed-precision variant.
+        precision: 'fp16', 'fp16-safe' or 'fp32' (TF32 off: the last, safest fallback).
+        fp32_nodes: ONNX nodes to pin to fp32 in a weakly typed fp16 build.
+        max_batch: the largest batch of the optimisation profile (optimised for 1).
+        log: progress messages.
+        strong: build a strongly typed network.
+
+    Returns:
+        The serialized engine.
+    """
+    trt = import_tensorrt()
+    trt_log = trt_logger()
+    builder = trt.Builder(trt_log)
+    flags = 0
+    if strong and hasattr(trt.NetworkDefinitionCreationFlag, 'STRONGLY_TYPED'):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_log)
+    if not parser.parse_from_file(os.fspath(onnx_path)):
+        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f'TensorRT {trt.__version__} could not parse '
+                           f'{os.path.basename(onnx_path)}: {errors}')
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        rest = tuple(tensor.shape)[1:]  # all fixed but the batch
+        profile.set_shape(tensor.name, (1, *rest), (1, *rest), (max_batch, *rest))
+    config.add_optimization_profile(profile)
+    if precision == 'fp32' and hasattr(trt.BuilderFlag, 'TF32'):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if not strong and precision != 'fp32':
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        log(f'  TensorRT: {pin_fp32(trt, network, fp32_nodes)} layers pinned to fp32')
+    if hasattr(config, 'progress_monitor'):  # TensorRT >= 10.0
+        config.progress_monitor = _progress_monitor(trt, log)
+    trt_log.errors = []
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f'TensorRT {trt.__version__} could not build an engine from '
+                           f'{os.path.basename(onnx_path)}: {"; ".join(trt_log.errors[-3:])}')
+    return bytes(memoryview(serialized))
