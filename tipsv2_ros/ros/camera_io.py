@@ -110,7 +110,7 @@ class CameraIO:
         """Publish ``result`` for the frame ``msg`` (header copied on every output)."""
         header = msg.header
         if result.depth is not None:
-            self._publish_depth(result, header, view_max, warn)
+            self._publish_depth(result, header, view_max, warn, (msg.height, msg.width))
         if result.normals is not None:
             if self._wanted('normals/image'):
                 self.pubs['normals/image'].publish(
@@ -132,7 +132,7 @@ class CameraIO:
                     processing.overlay_labels(background, result.labels, palette), 'rgb8',
                     header))
 
-    def _publish_depth(self, result, header, view_max, warn) -> None:
+    def _publish_depth(self, result, header, view_max, warn, image_size) -> None:
         if self._wanted('depth/image'):
             self.pubs['depth/image'].publish(
                 conversions.array_to_image(result.depth, '32FC1', header))
@@ -142,11 +142,14 @@ class CameraIO:
         info = self.camera_info
         if info is None:
             return
-        try:
-            scaled = conversions.scaled_camera_info(info, result.size, header)
-        except ValueError as error:
-            warn(f'{self.prefix or "camera"}: camera_info not usable: {error}')
+        # A bad camera_info costs this frame its depth/camera_info and depth/points, never
+        # the depth image itself, and never a wrong K (see conversions.camera_info_problem).
+        problem = conversions.camera_info_problem(info, image_size)
+        if problem:
+            warn(f'{self.prefix or "camera"}: camera_info not usable, so no depth/camera_info '
+                 f'or depth/points for this frame: {problem}')
             return
+        scaled = conversions.scaled_camera_info(info, result.size, header)
         self.info_pub.publish(scaled)
         if self._wanted('depth/points'):
             k = np.asarray(scaled.k, dtype=np.float64).reshape(3, 3)

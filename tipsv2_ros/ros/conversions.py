@@ -76,7 +76,8 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         return _yuv422_to_rgb(msg, _YUV422[encoding])
     if encoding in _BAYER:
         return _bayer_to_rgb(msg, *_BAYER[encoding])
-    raise ImageConversionError(f"unsupported image encoding '{encoding}'; supported: "
+    # repr() of a bounded prefix: the encoding is untrusted text that goes into the log.
+    raise ImageConversionError(f'unsupported image encoding {encoding[:40]!r}; supported: '
                                f"{', '.join(SUPPORTED_ENCODINGS)}")
 
 
@@ -230,6 +231,37 @@ def scaled_camera_info(msg: CameraInfo, dst_size: Tuple[int, int],
                       height=int(dst_size[0]), width=int(dst_size[1]),
                       distortion_model=msg.distortion_model, d=msg.d, k=k.ravel(),
                       r=np.array(msg.r, np.float64), p=p.ravel())
+
+
+def camera_info_problem(msg: CameraInfo, image_size: Tuple[int, int]) -> Optional[str]:
+    """Return why ``msg`` cannot describe an image of ``image_size`` (height, width), or None.
+
+    Refused: a camera matrix with a zero, negative or non-finite focal length or a non-finite
+    principal point (an uncalibrated camera publishes K = 0), and a camera_info whose image
+    size, after its ROI and binning, is not the image's. Scaling intrinsics across such a
+    mismatch would need a guess about what the driver meant; a wrong K silently bends every
+    point cloud built from the depth, so no camera_info is better than a wrong one.
+    """
+    k = np.asarray(msg.k, np.float64)
+    if k.shape != (9,) or not np.isfinite(k).all():
+        return f'its camera matrix K is not finite: {_short(msg.k)}'
+    if k[0] <= 0 or k[4] <= 0:
+        return (f'its focal lengths fx={k[0]:g}, fy={k[4]:g} are not positive (an '
+                'uncalibrated camera publishes K = 0)')
+    if msg.height == 0 or msg.width == 0:
+        return f'it has no image size ({msg.width}x{msg.height})'
+    roi = msg.roi
+    height, width = (roi.height, roi.width) if roi.width and roi.height else (msg.height,
+                                                                              msg.width)
+    expected = (height // max(msg.binning_y, 1), width // max(msg.binning_x, 1))
+    if tuple(expected) != tuple(image_size):
+        return (f'it describes a {expected[1]}x{expected[0]} image (size, ROI and binning) '
+                f'but the frame is {image_size[1]}x{image_size[0]}')
+    return None
+
+
+def _short(values) -> str:
+    return '[' + ', '.join(f'{v:g}' for v in list(values)[:9]) + ']'
 
 
 def points_to_cloud(points: np.ndarray, header: Optional[Header] = None,

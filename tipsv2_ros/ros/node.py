@@ -3,19 +3,20 @@
 
 Threads: the executor runs the cheap callbacks (frames go into a one-slot mailbox per
 camera, the set_labels service, parameters, timers); one worker thread runs inference on
-the latest frames and publishes. Labels are embedded in the service thread, off the frame
-path, and the worker adopts the new LabelSet between two frames: no frame mixes label
-sets, and label info is published by the same thread as the masks, before them.
+the latest frames and publishes. Labels are embedded on one text thread (the service or
+parameter callback waits for it), off the frame path, and the worker adopts the new
+LabelSet between two frames: no frame mixes label sets, and label info is published by the
+same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`.
 """
+from concurrent.futures import ThreadPoolExecutor
 import json
-import sys
+import re
 import threading
 import time
 
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -28,20 +29,33 @@ from tipsv2_ros.runtime.labels import LabelError
 from tipsv2_ros.srv import SetLabels
 
 
+NODE_NAME = 'tipsv2_perception'
+
+
 class PerceptionNode(Node):
     """Depth, surface normals and open-vocabulary segmentation from one TIPSv2 encoder."""
 
-    def __init__(self, **kwargs):
-        super().__init__('tipsv2_perception', **kwargs)
+    def __init__(self, runtime=None, labels=None, **kwargs):
+        """Create the node; ``runtime`` and ``labels`` are built here unless given.
+
+        `main` builds them before this node exists (`lifecycle.load`), so that a start-up
+        failure leaves no trace in the ROS graph.
+        """
+        super().__init__(NODE_NAME, **kwargs)
         node_params.declare(self)
         self.params = node_params.NodeParams.from_node(self)
         self._throttle = Throttle(self.get_logger())
         # Everything that can fail on bad weights happens before any topic exists.
-        self.runtime = factory.build(self.params.values, log=self.get_logger().info)
-        self._labels = self.runtime.labels.build(self.params['labels'],
-                                                 self.params['templates'])
+        self.runtime = runtime or factory.build(self.params.values,
+                                                log=self.get_logger().info)
+        self._labels = labels or self.runtime.labels.build(self.params['labels'],
+                                                           self.params['templates'])
         self._pending_labels = None
         self._wake = threading.Condition()
+        # Text is encoded on this one long-lived thread, whichever executor thread serves
+        # the request: each thread that runs torch ops keeps an OpenMP worker for good, so
+        # encoding on varying threads would grow the thread count over hours.
+        self._text = ThreadPoolExecutor(1, thread_name_prefix='tipsv2_text')
         self._stop = False
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
                       'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
@@ -85,12 +99,14 @@ class PerceptionNode(Node):
             while not self._stop and self._pending_labels is None and not any(
                     c.has_frame() for c in self.cameras):
                 self._wake.wait(0.5)
-        if self._pending_labels is not None:
-            self._adopt_labels()
+            # Taken under the lock: a set_labels landing between a read and a reset
+            # outside it would be lost.
+            label_set, self._pending_labels = self._pending_labels, None
+        if label_set is not None:
+            self._adopt_labels(label_set)
         return [(c, msg) for c in self.cameras if (msg := c.take()) is not None]
 
-    def _adopt_labels(self) -> None:
-        label_set, self._pending_labels = self._pending_labels, None
+    def _adopt_labels(self, label_set) -> None:
         self._labels = label_set
         self.stats['label_generation'] = label_set.generation
         stamp = self.get_clock().now().to_msg()
@@ -112,8 +128,16 @@ class PerceptionNode(Node):
             except Exception as error:  # the node must survive any single bad frame
                 if self._stop or not rclpy.ok():
                     return
-                self.stats['errors'] += 1
-                self._throttle.error('inference', f'frame failed: {error!r}')
+                self.report('inference', 'frame failed', error)
+            finally:
+                # Let go of the frames now, not when the next batch arrives: with an 8K
+                # camera that is 100 MB held while the next message is being received.
+                batch = None
+
+    def report(self, key: str, what: str, error: BaseException) -> None:
+        """Count and log (rate-limited) an unexpected error the node survives."""
+        self.stats['errors'] += 1
+        self._throttle.error(key, f'{what}: {error!r}')
 
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
@@ -128,8 +152,8 @@ class PerceptionNode(Node):
                 frame = conversions.image_to_rgb(msg)
             except ValueError as error:
                 self.stats['bad_frames'] += 1
-                self._throttle.warn(f'bad:{camera.prefix}',
-                                    f'{camera.image_topic}: frame dropped: {error}')
+                self._warn(f'bad:{camera.prefix}', f'{camera.image_topic}: frame dropped: '
+                           f'{error}')
                 continue
             frames.append(frame)
             work.append((camera, msg, wanted))
@@ -144,7 +168,7 @@ class PerceptionNode(Node):
             self.stats['head_runs'][task] += 1
         for (camera, msg, wanted), frame, result in zip(work, frames, results):
             camera.publish(result, msg, frame, self.params['depth.view_max'],
-                           lambda text: self._throttle.warn('info', text))
+                           lambda text, c=camera: self._warn(f'info:{c.prefix}', text))
         now = self.get_clock().now().nanoseconds
         stamp = work[-1][1].header.stamp
         self.stats['last_latency_ms'] = round((now - stamp.sec * 1e9 - stamp.nanosec) / 1e6, 1)
@@ -158,13 +182,21 @@ class PerceptionNode(Node):
         if not msg.header.frame_id:
             self._throttle.warn(f'frame:{camera.prefix}', f'{camera.image_topic}: empty '
                                 'frame_id; outputs copy it, TF lookups will fail')
+        if stamp == 0:
+            self._throttle.warn(f'zero:{camera.prefix}', f'{camera.image_topic}: the stamp is '
+                                'zero (driver without a clock?); outputs keep it, '
+                                'message_filters and TF will not match them')
         camera.last_stamp_ns = stamp
+
+    def _warn(self, key: str, text: str) -> None:
+        """Warn with one budget per kind of problem: numbers are folded out of the key."""
+        self._throttle.warn(f'{key}:{re.sub(r"[0-9.]+", "#", text)[:160]}', text)
 
     # --- labels and parameters --------------------------------------------------------
     def _on_set_labels(self, request, response):
         templates = list(request.templates) or list(self._labels.templates)
         try:
-            label_set = self.runtime.labels.build(list(request.labels), templates)
+            label_set = self._build_labels(list(request.labels), templates)
         except LabelError as error:
             response.success, response.message = False, f'labels unchanged: {error}'
             current = self._pending_labels or self._labels
@@ -180,11 +212,20 @@ class PerceptionNode(Node):
         response.class_ids = list(range(len(current.names)))
         response.class_names = list(current.names)
         if not response.success:
-            self._throttle.warn('set_labels', response.message)
+            self._warn('set_labels', response.message)
         return response
 
+    def _build_labels(self, labels, templates):
+        return self._text.submit(self.runtime.labels.build, labels, templates).result()
+
     def _set_labels(self, label_set) -> None:
+        """Hand ``label_set`` to the worker; None re-publishes the current label info."""
         with self._wake:
+            current = self._pending_labels or self._labels
+            if label_set is None:
+                label_set = current
+            elif label_set.generation < current.generation:
+                return  # the service and a parameter change raced: the later request wins
             self._pending_labels = label_set
             self._wake.notify()
 
@@ -195,20 +236,30 @@ class PerceptionNode(Node):
                 continue
             problem = node_params.check(param.name, param.value)
             if problem:
-                return SetParametersResult(successful=False, reason=problem)
+                return self._refuse(problem)
             changes[param.name] = param.value
+        label_set = None
         if 'labels' in changes or 'templates' in changes:
+            current = self._pending_labels or self._labels
             try:
-                label_set = self.runtime.labels.build(
-                    changes.get('labels', self._labels.names),
-                    changes.get('templates', self._labels.templates))
+                label_set = self._build_labels(changes.get('labels', current.names),
+                                               changes.get('templates', current.templates))
             except LabelError as error:
-                return SetParametersResult(successful=False, reason=str(error))
+                return self._refuse(str(error))
+            except Exception as error:  # e.g. out of memory while encoding: refuse, serve on
+                return self._refuse(f'text encoding failed: {error!r}')
+        # The snapshot before the hand-over: the worker reads the threshold from it when it
+        # publishes the label info.
+        self.params = self.params.updated(changes)
+        if label_set is not None:
             self._set_labels(label_set)
         elif 'segmentation.threshold' in changes:
-            self._set_labels(self._labels)  # re-publish label info with the new threshold
-        self.params = self.params.updated(changes)
+            self._set_labels(None)  # re-publish label info with the new threshold
         return SetParametersResult(successful=True)
+
+    def _refuse(self, reason: str) -> SetParametersResult:
+        self._warn('param', f'parameter change refused: {reason}')
+        return SetParametersResult(successful=False, reason=reason)
 
     # --- health -----------------------------------------------------------------------
     def _on_status(self) -> None:
@@ -234,30 +285,16 @@ class PerceptionNode(Node):
             self._stop = True
             self._wake.notify_all()
         self._worker.join(timeout)
+        self._text.shutdown(wait=True)
         self.runtime.close()
 
 
 def main(args=None) -> int:
-    """Run the node until SIGINT/SIGTERM; exit 1 with a clear message if start-up fails."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (factory.StartupError, ValueError) as error:
-        print(f'[tipsv2_perception] start-up failed: {error}', file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until SIGINT/SIGTERM (see `lifecycle.main`); the console entry point."""
+    from tipsv2_ros.ros import lifecycle  # it imports this module
+    return lifecycle.main(args)
 
 
 if __name__ == '__main__':
+    import sys
     sys.exit(main())

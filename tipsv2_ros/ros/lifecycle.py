@@ -1,0 +1,116 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Start-up, spinning and shutdown of the perception node process.
+
+Start-up reads the parameters and loads the weights before the node exists, so a failure
+exits 1 with one clear line and no topic or service of the node ever appears. While the
+node runs, an exception that escapes a callback is logged and counted, never fatal.
+SIGINT and SIGTERM (rclpy 9 handles both: SIGINT raises KeyboardInterrupt in the spinning
+thread, SIGTERM shuts the context down, which ends ``spin``) let callbacks in flight and the
+frame in inference finish, then exit 0.
+"""
+import sys
+import traceback
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from tipsv2_ros.ros import params as node_params
+from tipsv2_ros.ros.node import NODE_NAME, PerceptionNode
+from tipsv2_ros.runtime import factory
+
+# rclpy's per-node ~/get_type_description service, switched off on the parameter reader.
+_TYPE_DESCRIPTION_PARAM = 'start_type_description_service'
+
+
+def load():
+    """Read the node's parameters and build its runtime and label set, before the node exists.
+
+    A short-lived reader node with the node's name (so that its parameter overrides, from
+    ``--params-file``, ``-p`` and launch files, are the ones the node will get) declares and
+    checks the parameters, and is destroyed before the weights load. It offers nothing: no
+    parameter services, no type description service, no rosout.
+
+    Returns:
+        (runtime, label_set).
+
+    Raises:
+        factory.StartupError, ValueError: bad weights, parameters or labels.
+    """
+    reader = Node(NODE_NAME, enable_rosout=False, start_parameter_services=False,
+                  parameter_overrides=[Parameter(_TYPE_DESCRIPTION_PARAM, value=False)])
+    try:
+        node_params.declare(reader)
+        values = node_params.NodeParams.from_node(reader).values
+        logger = reader.get_logger()
+    finally:
+        reader.destroy_node()
+    runtime = factory.build(values, log=logger.info)
+    try:
+        return runtime, runtime.labels.build(values['labels'], values['templates'])
+    except BaseException:
+        runtime.close()
+        raise
+
+
+def spin(executor, node: PerceptionNode) -> None:
+    """Spin until shutdown; an exception out of a callback is reported and spinning goes on.
+
+    rclpy re-raises a callback's exception from ``spin``, which would end the process; the
+    node's own callbacks catch what they expect, so this is the net under them.
+    """
+    while rclpy.ok():
+        try:
+            executor.spin()
+            return
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as error:
+            if not rclpy.ok():
+                return
+            node.report('callback', 'a callback failed', error)
+
+
+def close(executor, node) -> None:
+    """Stop callbacks, then the worker, then the backend; a second Ctrl-C skips the wait."""
+    try:
+        if executor is not None:
+            # Waits for callbacks in flight, e.g. a set_labels still embedding its text.
+            executor.shutdown(timeout_sec=10.0)
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+def main(args=None) -> int:
+    """Run the node until SIGINT/SIGTERM; exit 1 with a clear message if start-up fails."""
+    rclpy.init(args=args)
+    node = executor = None
+    try:
+        try:
+            runtime, label_set = load()
+            node = PerceptionNode(runtime, label_set)
+        except (factory.StartupError, ValueError) as error:
+            print(f'[{NODE_NAME}] start-up failed: {error}', file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as error:
+            if not rclpy.ok():  # SIGTERM during start-up: rcl calls fail on the dead context
+                return 0
+            traceback.print_exc()
+            print(f'[{NODE_NAME}] start-up failed: unexpected {error!r}', file=sys.stderr)
+            return 1
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        spin(executor, node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close(executor, node)
+    return 0
