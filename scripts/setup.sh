@@ -4,7 +4,9 @@
 # ros-python-wheels), PyTorch, the other dependencies, this package's msg/srv built with
 # cmake, and the package itself. When everything is in place it returns in seconds.
 #
-# Usage: scripts/setup.sh [--test]      (--test also installs the test-only dependencies)
+# Usage: scripts/setup.sh [--test] [--triton]
+#   --test     also installs the test-only dependencies (and implies --triton)
+#   --triton   also creates .venv/pytriton, the development Triton server's environment
 # Environment:
 #   TIPSV2_TORCH=cpu (default) | cu126 | cu128 | cu130 | pypi
 #       which PyTorch build to install; cuXYZ uses PyTorch's own CUDA index,
@@ -16,7 +18,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 STAMPS="$VENV/.tipsv2-stamps"
 WITH_TEST=0
-[ "${1:-}" = "--test" ] && WITH_TEST=1
+WITH_TRITON=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1; WITH_TRITON=1 ;;
+    --triton) WITH_TRITON=1 ;;
+    *) printf '[setup] ERROR: unknown option %s (expected --test or --triton)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -115,6 +124,34 @@ if [ "$WITH_TEST" = 1 ]; then
     pip_q -r "$ROOT/requirements/test.txt"
     stamp_set test "$h"
   fi
+fi
+
+# --- 5b. the development Triton server (PyTriton) -----------------------------------------
+# nvidia-pytriton requires numpy<2, which the ROS wheels cannot use: it gets its own venv,
+# whose python runs tipsv2_ros/runtime/triton_serve.py from the source tree (PYTHONPATH).
+PT="$VENV/pytriton"
+h="$(hash_files requirements/pytriton.txt)-$flavour"
+if [ "$WITH_TRITON" = 1 ] && { ! stamp_ok pytriton "$h" || [ ! -x "$PT/bin/python" ]; }; then
+  say "setting up $PT for the development Triton server (nvidia-pytriton, PyTorch)"
+  [ -x "$PT/bin/python" ] || "$PY" -m venv "$PT"
+  PT_PIP=("$PT/bin/python" -m pip install -q --disable-pip-version-check)
+  pt_q() { "${PT_PIP[@]}" "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+  pt_torch() { "$PT/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))'; }
+  # PyTorch as in step 4 (no torch import here: its dependencies are not installed yet).
+  case "$flavour" in
+    cpu)
+      if pt_q --no-index --no-deps "torch>=2.3,<3" 2>/dev/null && [[ "$(pt_torch)" == *+cpu ]]; then
+        pt_q "torch==$(pt_torch)"
+      else
+        "$PT/bin/python" -m pip uninstall -y -q torch 2>/dev/null || true  # a non-CPU local wheel
+        pt_q "torch>=2.3,<3" --index-url https://download.pytorch.org/whl/cpu \
+          --extra-index-url https://pypi.org/simple
+      fi ;;
+    cu*) pt_q "torch>=2.3,<3" --index-url "https://download.pytorch.org/whl/$flavour" ;;
+    *) pt_q "torch>=2.3,<3" ;;
+  esac
+  pt_q -r "$ROOT/requirements/pytriton.txt"
+  stamp_set pytriton "$h"
 fi
 
 # --- 6. this package's interfaces (cmake) --------------------------------------------------

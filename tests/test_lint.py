@@ -58,7 +58,10 @@ def test_import_boundaries(path):
     if rel[0] == 'runtime':
         allowed = {'onnx_backend.py': {'onnxruntime'},
                    'export.py': {'onnx', 'onnxruntime', 'onnxscript'},
-                   'tensorrt_backend.py': {'tensorrt'}, 'triton_backend.py': {'tritonclient'}}
+                   'onnx_precision.py': {'onnx'}, 'triton_backend.py': {'tritonclient'},
+                   'triton_serve.py': {'pytriton'}}
+        if rel[-1].startswith('tensorrt_'):  # tensorrt_build, tensorrt_engine, ...
+            allowed[rel[-1]] = {'tensorrt'}
         extra = roots & BACKEND_MODULES - allowed.get(rel[-1], set())
         assert not extra, f'{rel[-1]} imports {extra}: keep them in their backend module'
 

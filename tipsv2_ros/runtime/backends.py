@@ -1,30 +1,59 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""Choosing and creating a backend by name; ``auto`` picks the fastest one available."""
+"""Choosing and creating a backend by name; ``auto`` picks the fastest one available.
+
+``auto`` tries, in order: TensorRT on a CUDA device where it is installed; ONNX Runtime where
+it can serve the device and the export succeeds (the first start exports the image path and
+caches it); PyTorch. A backend asked for by name either starts or raises a BackendError that
+says what to install or change.
+"""
 import importlib.util
-from typing import Callable, Iterable, Optional, Tuple
+import os
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime.base import Backend, BackendError
+from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
 
 NAMES = ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+_EXPORT_MODULES = ('onnx', 'onnxscript')
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda_onnxruntime() -> bool:
+    from tipsv2_ros.runtime.onnx_backend import has_cuda
+    return has_cuda()
+
+
+def candidates(device: torch.device) -> List[str]:
+    """Return the backends ``auto`` tries on ``device``, fastest first (torch last)."""
+    device = torch.device(device)
+    exportable = all(_installed(m) for m in _EXPORT_MODULES)
+    found = []
+    if device.type == 'cuda' and _installed('tensorrt') and exportable:
+        found.append('tensorrt')
+    if _installed('onnxruntime') and exportable and (
+            device.type == 'cpu' or (device.type == 'cuda' and _cuda_onnxruntime())):
+        found.append('onnxruntime')
+    return found + ['torch']
 
 
 def choose(name: str, device: torch.device) -> str:
-    """Resolve 'auto': TensorRT on a CUDA GPU where installed, else PyTorch."""
-    if name != 'auto':
-        return name
-    if device.type == 'cuda' and _installed('tensorrt'):
-        return 'tensorrt'
-    return 'torch'
+    """Resolve 'auto' to the first candidate; other names pass through."""
+    return candidates(device)[0] if name == 'auto' else name
 
 
 def resolve_precision(precision: str, backend: str, device: torch.device) -> str:
+    """'auto' is fp16 for TensorRT engines (parity-gated) and fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise BackendError(f'precision {precision!r}: expected one of {", ".join(PRECISIONS)}')
     if precision != 'auto':
         return precision
     return 'fp16' if backend == 'tensorrt' else 'fp32'
@@ -33,17 +62,146 @@ def resolve_precision(precision: str, backend: str, device: torch.device) -> str
 def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterable[str],
            device: torch.device, precision: str = 'auto', cache_dir: Optional[str] = None,
            log: Callable[[str], None] = print, options: Optional[dict] = None) -> Backend:
-    """Create the backend ``name`` (one of NAMES) for ``model``; raise BackendError."""
+    """Create the backend ``name`` (one of NAMES) for ``model``; raise BackendError.
+
+    Args:
+        name: a backend name, or 'auto'.
+        model: the loaded model, on ``device``.
+        input_size: (H, W) the image path runs at.
+        tasks: the tasks that may be asked for.
+        device: where frames arrive and outputs stay.
+        precision: 'auto', 'fp32', 'fp16' or 'bf16'.
+        cache_dir: where ONNX files and engines are cached (default: the weights cache).
+        log: where progress and the choice are reported.
+        options: the node's parameter values; the weight file paths in them key the cache.
+    """
     if name not in NAMES:
         raise BackendError(f'backend {name!r}: expected one of {", ".join(NAMES)}')
-    chosen = choose(name, torch.device(device))
-    precision = resolve_precision(precision, chosen, torch.device(device))
-    if name == 'auto':
-        log(f'backend auto -> {chosen} ({precision})')
-    if chosen == 'torch':
+    device, tasks = torch.device(device), check_tasks(tasks)
+    if name != 'auto':
+        return _create(name, model, input_size, tasks, device, precision, cache_dir, log,
+                       options or {})
+    for candidate in candidates(device):
+        try:
+            backend = _create(candidate, model, input_size, tasks, device, precision,
+                              cache_dir, log, options or {})
+        except BackendError as error:
+            if candidate == 'torch':
+                raise
+            log(f'backend auto: {candidate} is not usable ({error}); trying the next one')
+            continue
+        log(f'backend auto -> {backend.describe()}')
+        return backend
+    raise BackendError('no backend could start')  # unreachable: torch raises or returns
+
+
+def _create(name, model, input_size, tasks, device, precision, cache_dir, log,
+            options: Mapping) -> Backend:
+    precision = resolve_precision(precision, name, device)
+    if name == 'torch':
         from tipsv2_ros.runtime.torch_backend import TorchBackend
         try:
             return TorchBackend(model, input_size, tasks, precision)
         except (ValueError, RuntimeError) as error:
             raise BackendError(f'torch backend: {error}') from None
-    raise BackendError(f'backend {chosen!r} is not available in this build')
+    if name == 'onnxruntime':
+        return _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log,
+                            options)
+    if name == 'tensorrt':
+        return _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, options)
+    if name == 'triton':
+        return _triton(model, input_size, tasks, device, precision, log, options)
+    raise BackendError(f'backend {name!r} is not available in this build')
+
+
+def _need_export_modules(backend: str) -> None:
+    missing = [m for m in _EXPORT_MODULES if not _installed(m)]
+    if missing:
+        raise BackendError(f'backend {backend} exports the image path to ONNX first, which '
+                           f'needs {" and ".join(missing)}: pip install onnx onnxscript')
+
+
+def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, options):
+    if not _installed('onnxruntime'):
+        raise BackendError('onnxruntime is not installed: pip install onnxruntime (or '
+                           'onnxruntime-gpu for CUDA)')
+    if precision != 'fp32':
+        raise BackendError(f'backend onnxruntime runs fp32 only (asked: {precision}); use '
+                           'precision fp32, or backend tensorrt for a parity-checked fp16')
+    _need_export_modules('onnxruntime')
+    from tipsv2_ros.runtime import export
+    from tipsv2_ros.runtime.onnx_backend import OnnxRuntimeBackend, providers_for
+    providers_for(device)  # fail before a long export when the device cannot be served
+    parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, options),
+                                cache_dir, log)
+    return OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, input_size, tasks,
+                              device, cache_dir=str(cache_dir) if cache_dir else None)
+
+
+def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, options):
+    if device.type != 'cuda':
+        raise BackendError(f'backend tensorrt needs a CUDA device (device is {device}); use '
+                           'device cuda, or backend onnxruntime/torch on the CPU')
+    if not torch.cuda.is_available():
+        raise BackendError(f'backend tensorrt: this PyTorch build sees no CUDA GPU (torch '
+                           f'{torch.__version__})')
+    if not _installed('tensorrt'):
+        raise BackendError('TensorRT is not installed: pip install tensorrt-cu12 (match your '
+                           'CUDA major version), or use backend onnxruntime or torch')
+    _need_export_modules('tensorrt')
+    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    try:
+        return TensorRTBackend.build(
+            model, input_size, tasks, device, precision, cache_dir=cache_dir,
+            checkpoints=checkpoint_ids(tasks, options), log=log,
+            max_batch=int(options.get('tensorrt.max_batch', 4)))
+    except BackendError:
+        raise
+    except Exception as error:  # TensorRT reports through RuntimeError/TypeError too
+        raise BackendError(f'TensorRT engine build failed: {type(error).__name__}: '
+                           f'{error}') from error
+
+
+def checkpoint_ids(tasks: Iterable[str], options: Mapping) -> Dict[str, str]:
+    """Identify the weight file each part is made from, by the node's parameters.
+
+    Returns:
+        part name ('encoder', 'depth', 'normals') -> ``cache.checkpoint_id`` of its file;
+        a part whose file is not known is left out (the export then hashes its tensors).
+    """
+    files = dict(options)
+    if not files.get('model.vision_weights'):
+        if not files.get('model.variant'):
+            return {}
+        from tipsv2_ros.runtime import factory  # lazily: factory imports this module
+        try:
+            files = factory.model_files(files)
+        except Exception:  # not downloaded, or another layout: fall back to the tensors
+            return {}
+    from tipsv2_ros.runtime import cache
+    sources = {'encoder': 'model.vision_weights', 'depth': 'model.depth_head',
+               'normals': 'model.normals_head'}
+    return {part: cache.checkpoint_id([files[name]]) for part, name in sources.items()
+            if (part == 'encoder' or part in set(tasks)) and files.get(name)
+            and os.path.isfile(str(files[name]))}
+
+
+# --- backend triton (tipsv2_ros/runtime/triton_backend.py) ----------------------------------
+def _triton(model, input_size, tasks, device, precision, log, options):
+    """Connect to the Triton server of ``triton.url``: one parameter points a fleet at it."""
+    if precision != 'fp32':
+        raise BackendError(f'backend triton: the repository on the server fixes the precision '
+                           f'(asked: {precision}); leave precision auto, and choose it with '
+                           '`tipsv2 export --triton-repo`')
+    if not _installed('tritonclient'):
+        raise BackendError('backend triton needs the Triton client: pip install '
+                           '"tritonclient[grpc]"')
+    from tipsv2_ros.runtime import triton_repo
+    from tipsv2_ros.runtime.triton_backend import TritonBackend
+    return TritonBackend(
+        str(options.get('triton.url') or '127.0.0.1:8001'),
+        str(options.get('triton.model_name') or triton_repo.MODEL_NAME), input_size, tasks,
+        served=triton_repo.signature(model, input_size, tasks),
+        expected=triton_repo.metadata(model, input_size, tasks), device=device,
+        timeout=float(options.get('triton.timeout', 10.0)),
+        shared_memory=str(options.get('triton.shared_memory', 'auto')), log=log)
