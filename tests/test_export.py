@@ -110,7 +110,7 @@ def test_onnxruntime_backend_equals_torch_for_every_subset(model, exported):
         OnnxRuntimeBackend({'encoder': parts['encoder'].path}, (112, 112), ['normals'])
 
 
-def test_auto_on_cpu_exports_random_weights_and_reuses_the_cache(
+def test_onnxruntime_exports_random_weights_and_reuses_the_cache(
         tiny_params, tmp_path, monkeypatch):
     """Random tiny weights, segmentation only: the encoder part alone, with features."""
     tasks = ('segmentation',)
@@ -122,11 +122,10 @@ def test_auto_on_cpu_exports_random_weights_and_reuses_the_cache(
                             cache_dir=tmp_path, log=print, options=tiny_params)
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith('.')] == []
     logs = []
-    backend = backends.create('auto', model, (112, 112), tasks, 'cpu', cache_dir=tmp_path,
-                              log=logs.append, options=tiny_params)
+    backend = backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
+                              cache_dir=tmp_path, log=logs.append, options=tiny_params)
     assert backend.name == 'onnxruntime'
     assert any('exporting the encoder' in line for line in logs)
-    assert logs[-1].startswith('backend auto -> onnxruntime on cpu at 112x112')
     pixels = export.sample_pixels((112, 112), 2)
     ours = backend.infer(pixels, frozenset(tasks))
     theirs = TorchBackend(model, (112, 112), tasks).infer(pixels, frozenset(tasks))
@@ -168,8 +167,11 @@ def test_backend_errors_say_what_to_do(model, monkeypatch):
 def test_auto_choice_and_fallback(model, monkeypatch):
     installed = {'onnxruntime', 'onnx', 'onnxscript'}
     monkeypatch.setattr(backends, '_installed', lambda module: module in installed)
-    assert backends.candidates(torch.device('cpu')) == ['onnxruntime', 'torch']
+    assert backends.candidates(torch.device('cpu')) == ['torch']  # no faster, costs an export
     assert backends.candidates(torch.device('cuda')) == ['torch']  # no CUDA provider here
+    with monkeypatch.context() as patch:
+        patch.setattr(backends, '_cuda_onnxruntime', lambda: True)
+        assert backends.candidates(torch.device('cuda')) == ['onnxruntime', 'torch']
     installed.add('tensorrt')
     assert backends.candidates(torch.device('cuda')) == ['tensorrt', 'torch']
     assert backends.choose('torch', torch.device('cuda')) == 'torch'
@@ -179,6 +181,8 @@ def test_auto_choice_and_fallback(model, monkeypatch):
     def failing_export(*args, **kwargs):
         raise export.ExportError('ONNX export of the encoder failed: boom')
     monkeypatch.setattr(export, 'export_parts', failing_export)
+    # As on a CUDA machine with ONNX Runtime's CUDA provider: a failed export falls back.
+    monkeypatch.setattr(backends, 'candidates', lambda device: ['onnxruntime', 'torch'])
     logs = []
     backend = backends.create('auto', model, (112, 112), ['depth'], 'cpu', log=logs.append)
     assert backend.name == 'torch'
@@ -247,6 +251,12 @@ def test_cli_export_prints_files_and_figures(exported, capsys):
     for part in parts.values():
         assert f'{part.path}  (' in out
     assert 'max relative error' in out and 'exporting' not in out  # all from the cache
+    repo = folder / 'triton_repository'
+    args = build_parser().parse_args(argv + ['--triton-repo', str(repo)])
+    assert args.func(args) == 0
+    assert f'{repo}  (Triton repository' in capsys.readouterr().out
+    for name in ('tipsv2_image_path', 'tipsv2_image_path_encoder', 'tipsv2_image_path_depth'):
+        assert (repo / name / 'config.pbtxt').is_file(), name
     args = build_parser().parse_args(argv + ['--engine', '--device', 'cpu'])
     assert args.func(args) == 1
     assert '--engine needs a CUDA device' in capsys.readouterr().err

@@ -6,6 +6,8 @@ input size, each accepted only if onnxruntime reproduces PyTorch within 1e-3 rel
 --engine it also builds the TensorRT engines and runs the parity gate on the sample frames,
 falling back from fp16 to safer precisions when the gate fails. Files go into the cache the
 node reads (or --out), with a JSON sidecar each; cached files that still match are reused.
+With --triton-repo DIR it writes a Triton Inference Server model repository of the parts
+(ONNX, or TensorRT plans with --engine) for `backend: triton`.
 """
 import argparse
 import sys
@@ -47,6 +49,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--max-batch', type=int, default=4,
                         help='largest batch of the engines (default: %(default)s, as the node)')
+    parser.add_argument('--triton-repo', metavar='DIR',
+                        help='also write a Triton model repository into DIR')
+    parser.add_argument('--triton-instances', type=int, default=1,
+                        help='model instances per part in the repository (default: 1)')
     parser.set_defaults(func=run, backend='torch', segmentation_head=None)
     return parser
 
@@ -89,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
                     print(f'{path}  ({path.stat().st_size / 1e6:.1f} MB)')
                 print(f'TensorRT {backend.precision} engines accepted: '
                       f'{backend.report.describe()}')
+        if args.triton_repo:
+            from tipsv2_ros.runtime import triton_repo
+            repo = triton_repo.write_repository(
+                model, args.triton_repo, input_size, tasks,
+                engine='tensorrt' if args.engine else 'onnx', max_batch=args.max_batch,
+                instances=args.triton_instances,
+                precision=backends.resolve_precision(args.precision, 'tensorrt', device),
+                checkpoints=checkpoints, cache_dir=out, log=say)
+            print(f'{repo.path}  (Triton repository: {", ".join(repo.models)})')
     except (ValueError, OSError, BackendError, factory.StartupError) as error:
         print(f'tipsv2 export: error: {error}', file=sys.stderr)
         return 1

@@ -51,6 +51,12 @@ SPECS: Dict[str, Spec] = {
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
     'triton.url': Spec('127.0.0.1:8001', 'Triton server (backend: triton).', True),
+    'triton.timeout': Spec(10.0, 'Seconds a Triton request may take before the server counts '
+                           'as lost (the node then reconnects with backoff).', True,
+                           float_range=(0.1, 600.0)),
+    'triton.shared_memory': Spec('auto', 'Send frames through system shared memory: auto '
+                                 '(when the server is on this host), on or off.', True,
+                                 ('auto', 'on', 'off')),
     'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
                               True),
     'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
