@@ -22,6 +22,6 @@ setup(
     extras_require={'onnx': ['onnx', 'onnxruntime', 'onnxscript']},
     entry_points={'console_scripts': [
         'tipsv2 = tipsv2_ros.cli.main:main',
-        'perception_node = tipsv2_ros.ros.node:main',
+        'perception_node = tipsv2_ros.cli.main:perception_node',
     ]},
 )

@@ -6,6 +6,7 @@ Each subcommand lives in its own module with ``register(subparsers)``; heavy imp
 """
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'export', 'bench')
@@ -27,7 +28,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_allocator() -> None:
+    """Let PyTorch back its large CPU tensors with transparent huge pages.
+
+    A B/14 frame allocates dozens of 16-67 MB activations. glibc serves blocks that large
+    with mmap and unmaps them on free, so every frame faults them in again, 4 KB at a time:
+    ~70k page faults per frame in a main thread and ~130k in the node's inference thread,
+    0.2-0.5 s of system time (measured with getrusage; see docs/benchmark.md, P3). With
+    THP_MEM_ALLOC_ENABLE=1, PyTorch aligns allocations of 2 MB and more to huge pages and
+    advises the kernel to use them (THP 'madvise' or 'always'): ~10x fewer faults.
+
+    PyTorch reads the variable once, at its first allocation, so this must run before torch
+    is imported; a value the user set wins.
+    """
+    if 'torch' not in sys.modules:
+        os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')
+
+
+def perception_node() -> int:
+    """Run the node as ``ros2 run tipsv2_ros perception_node`` does (allocator tuned first)."""
+    tune_allocator()
+    from tipsv2_ros.ros.node import main as node_main
+    return node_main()
+
+
 def main(argv=None) -> int:
+    tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, 'func', None):

@@ -10,6 +10,19 @@ official code (and the Scenic reference), no activation follows ``project``; tra
 The output grid is 8x the patch grid when the grid has even sides (256x256 for a 448x448
 input); in general it is 16 * ceil(h / 2) by 16 * ceil(w / 2), because the deepest level is
 downsampled with a stride-2 convolution and each fusion step doubles its input.
+
+Three rewrites give the official results (to float rounding) with less work; the benchmark
+(``tipsv2 bench``) shows their effect:
+
+- the readout projection of ``[patch, cls]`` is split into a patch half and a cls half, and
+  the cls half (the same for every patch) is computed once per image instead of per patch;
+- each fusion block's 1x1 ``out_conv`` runs before the 2x bilinear upsampling instead of after
+  it: both are linear per pixel and the interpolation weights sum to one, so they commute,
+  and the convolution costs a quarter at the lower resolution;
+- tensors are channels-last (NHWC in memory) from the tokens on, so that 1x1 convolutions and
+  the per-pixel ``head`` are plain matrix products without transposing copies, and 3x3
+  convolutions avoid layout reorders when the weights are channels-last as well (see
+  ``channels_last``).
 """
 from typing import Optional, Sequence
 
@@ -21,6 +34,20 @@ from tipsv2_ros.model.config import DPTConfig
 from tipsv2_ros.model.vision import Intermediate
 
 
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 1x1 ``conv`` as a matrix product over the pixels: (B, Cin, H, W) -> (B, Cout, H, W).
+
+    On a channels-last input the pixels are already rows of a matrix, so this is one GEMM with
+    no layout change (PyTorch's own 1x1 path on one CPU thread unfolds and copies instead);
+    the result is channels-last. Exported graphs keep the convolution: ONNX Runtime and
+    TensorRT run NCHW convolutions natively, and the permutes would become copies there.
+    """
+    if torch.compiler.is_compiling():  # torch.export / torch.onnx.export(dynamo=True)
+        return conv(x)
+    pixels = x.permute(0, 2, 3, 1)  # (B, H, W, Cin), contiguous for channels-last x
+    return F.linear(pixels, conv.weight.flatten(1), conv.bias).permute(0, 3, 1, 2)
+
+
 class PreActResidualConvUnit(nn.Module):
     """``x + conv2(relu(conv1(relu(x))))`` with 3x3 bias-free convolutions."""
 
@@ -30,7 +57,9 @@ class PreActResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        # The outer ReLU must not touch x (the skip path); the rest works in place on fresh
+        # tensors, which saves two passes over maps of up to 256 x 128 x 128 floats.
+        return self.conv2(F.relu_(self.conv1(F.relu(x)))).add_(x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -49,10 +78,13 @@ class FeatureFusionBlock(nn.Module):
                 # Odd patch grids: the upsampled deeper level is one row/column larger.
                 residual = F.interpolate(residual, size=x.shape[2:], mode='bilinear',
                                          align_corners=False)
-            x = x + self.residual_unit(residual)
+            x = self.residual_unit(residual).add_(x)
         x = self.main_unit(x)
-        x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
-        return self.out_conv(x)
+        # The official order is upsample, then out_conv. A 1x1 convolution and a bilinear
+        # upsampling commute (both are linear per pixel and the interpolation weights sum to
+        # one, so the bias passes through), and the convolution is 4x cheaper before it.
+        x = pointwise(self.out_conv, x)
+        return F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
 
 
 class ReassembleBlocks(nn.Module):
@@ -73,14 +105,17 @@ class ReassembleBlocks(nn.Module):
     def forward(self, intermediates: Sequence[Intermediate]) -> list[torch.Tensor]:
         levels = []
         for index, (patches, cls) in enumerate(intermediates):
-            batch, dim, height, width = patches.shape
-            tokens = patches.flatten(2).transpose(1, 2)  # (B, h*w, D)
-            readout = cls[:, None, :].expand(-1, tokens.shape[1], -1)  # (B, h*w, D)
-            tokens = self.readout_projects[index](torch.cat([tokens, readout], dim=-1))
+            dim = patches.shape[1]
+            tokens = patches.permute(0, 2, 3, 1)  # (B, h, w, D), a view of the encoder output
+            # The official Linear over [patch, cls] is patch @ W_p.T + (cls @ W_c.T + b); the
+            # cls half is the same for every patch, so it is computed once, not h*w times.
+            project = self.readout_projects[index]
+            readout = F.linear(cls, project.weight[:, dim:], project.bias)  # (B, D)
+            tokens = F.linear(tokens, project.weight[:, :dim]).add_(readout[:, None, None])
             # Scenic's flax.linen.gelu defaults to the tanh approximation.
             tokens = F.gelu(tokens, approximate='tanh')
-            x = tokens.transpose(1, 2).reshape(batch, dim, height, width)  # (B, D, h, w)
-            levels.append(self.resize_layers[index](self.out_projections[index](x)))
+            x = pointwise(self.out_projections[index], tokens.permute(0, 3, 1, 2))
+            levels.append(self.resize_layers[index](x))
         return levels
 
 
@@ -116,10 +151,13 @@ class DenseHead(nn.Module):
         self.dpt = DPTDecoder(embed_dim, cfg.channels, cfg.post_process_channels)
         self.head = nn.Linear(cfg.channels, out_channels)
 
+    def pixel_logits(self, intermediates: Sequence[Intermediate]) -> torch.Tensor:
+        """Per-pixel head outputs, channels last: (B, H', W', out_channels)."""
+        return self.head(self.dpt(intermediates).permute(0, 2, 3, 1))
+
     def logits(self, intermediates: Sequence[Intermediate]) -> torch.Tensor:
-        """Per-pixel head outputs (B, out_channels, H', W')."""
-        features = self.dpt(intermediates).permute(0, 2, 3, 1)  # (B, H', W', C)
-        return self.head(features).permute(0, 3, 1, 2)  # (B, out, H', W')
+        """Per-pixel head outputs (B, out_channels, H', W') (channels-last in memory)."""
+        return self.pixel_logits(intermediates).permute(0, 3, 1, 2)
 
     def forward(self, intermediates: Sequence[Intermediate]) -> torch.Tensor:
         return self.logits(intermediates)
@@ -136,10 +174,12 @@ class DepthHead(DenseHead):
 
     def forward(self, intermediates: Sequence[Intermediate]) -> torch.Tensor:
         """Return depth in metres, (B, 1, H', W')."""
-        # relu + shift, then a linear normalisation over bins (not a softmax).
-        weights = F.relu(self.logits(intermediates)) + self.min_depth
-        probs = weights / weights.sum(dim=1, keepdim=True)
-        return torch.einsum('bchw,c->bhw', probs, self.bin_centers.to(probs))[:, None]
+        # relu + shift, then a linear normalisation over bins (not a softmax). The expectation
+        # sum(w * c) / sum(w) takes one (bins x 2) product instead of normalising all bins.
+        weights = F.relu_(self.pixel_logits(intermediates)).add_(self.min_depth)
+        centers = self.bin_centers.to(weights)
+        moments = weights @ torch.stack([centers, torch.ones_like(centers)], dim=1)
+        return (moments[..., 0] / moments[..., 1])[:, None]  # (B, 1, H', W')
 
 
 class NormalsHead(DenseHead):

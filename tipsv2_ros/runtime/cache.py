@@ -10,6 +10,7 @@ corrupt file) is rebuilt, and the log says why. Stdlib and torch only.
 import contextlib
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -75,6 +76,20 @@ def tensors_id(module: torch.nn.Module) -> str:
         digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)}'.encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b'')
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_id() -> str:
+    """Return a short hash of the model code: an exported graph is only as current as it.
+
+    Versions alone miss an edit of the model (a faster but reordered head, a fix): the
+    sources of ``tipsv2_ros/model`` are hashed instead, once per process.
+    """
+    folder = pathlib.Path(__file__).resolve().parents[1] / 'model'
+    sha = hashlib.sha256()
+    for path in sorted(folder.glob('*.py')):
+        sha.update(path.name.encode() + b'\0' + path.read_bytes())
+    return sha.hexdigest()[:12]
 
 
 def digest(key: Mapping) -> str:

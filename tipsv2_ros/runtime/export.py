@@ -126,8 +126,8 @@ def export_key(model: TipsV2, spec: PartSpec, input_size: Sequence[int], checkpo
     return {'format': 1, 'kind': 'onnx', 'part': spec.name, 'checkpoint': checkpoint,
             'variant': model.config.name, 'config': cache.digest({'repr': repr(model.config)}),
             'input_size': list(input_size), 'inputs': list(spec.inputs),
-            'outputs': list(spec.outputs), 'opset': opset, 'torch': torch.__version__,
-            'onnxscript': onnxscript.__version__}
+            'outputs': list(spec.outputs), 'opset': opset, 'code': cache.code_id(),
+            'torch': torch.__version__, 'onnxscript': onnxscript.__version__}
 
 
 def file_name(key: dict, suffix: str) -> str:

@@ -1,0 +1,56 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""GPU rows: P4 (TensorRT fp16 / our eager fp32), P5 (time / FLOP bound), fps per heads."""
+from typing import List
+
+import torch
+
+from tipsv2_ros.bench import flops
+from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
+from tipsv2_ros.bench.timing import interleave, measure, paired_ratio
+from tipsv2_ros.runtime import backends
+
+TASK_ORDER = ('depth', 'normals', 'segmentation')
+
+
+def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
+    device, size, tasks = eager.device, eager.input_size, eager.tasks
+    it, wu = cfg.iterations, cfg.warmup
+    pixels = torch.rand(1, 3, *size, device=device)
+    out: List[Row] = []
+    fast, fast_name = None, ''
+    try:
+        fast = backends.create('tensorrt', model, size, tasks, device, 'fp16',
+                               cfg.values.get('engine_cache_dir') or None, log,
+                               options=cfg.values)
+        fast_name = 'TensorRT fp16'
+    except Exception as error:  # not installed, build failure, parity gate...
+        out.append(Row.skipped(SECTIONS[2], 'P4: TensorRT fp16 / our eager fp32',
+                               str(error).splitlines()[0][:200], '<= 0.33'))
+        from tipsv2_ros.runtime.torch_backend import TorchBackend
+        fast, fast_name = TorchBackend(model, size, tasks, 'fp16'), 'torch fp16 autocast'
+    samples = interleave({'eager': lambda: eager.infer(pixels, tasks),
+                          'fast': lambda: fast.infer(pixels, tasks)}, it, wu, device)
+    if fast_name.startswith('TensorRT'):
+        out.append(ratio_row('P4: TensorRT fp16 / our eager fp32', paired_ratio(
+            samples['fast'], samples['eager']), 0.33, f'tasks {"+".join(sorted(tasks))}',
+            p50=samples['fast'].p50, p90=samples['fast'].p90))
+    work = flops.encoder_flops(model.config, size) + sum(
+        flops.dpt_head_flops(model.config, size, task) for task in ('depth', 'normals')
+        if task in tasks)
+    rate = flops.matmul_rate(device, torch.float16, size=8192)
+    bound = work / rate
+    out.append(ratio_row('P5: encoder + heads / GPU FLOP lower bound',
+                         samples['fast'].p50 / bound, 4.0,
+                         f'{fast_name}; {work / 1e9:.0f} GFLOP at the fp16 matmul rate '
+                         f'{rate / 1e12:.0f} TFLOP/s -> bound {bound * 1e3:.2f} ms',
+                         p50=samples['fast'].p50, p90=samples['fast'].p90))
+    # Heads run only while subscribed: 0 heads means the frame is dropped before inference.
+    for count in range(4):
+        subset = frozenset(t for t in TASK_ORDER[:count] if t in tasks)
+        times = measure(lambda: runtime.pipeline.run([frame], subset, label_set), it, wu,
+                        device)
+        out.append(Row.timing(SECTIONS[2], f'fps with {count} head(s) subscribed: '
+                              f'{"+".join(sorted(subset)) or "none"}', times,
+                              note=f'{1.0 / max(times.p50, 1e-9):.1f} fps in process '
+                              f'({runtime.backend.describe()})'))
+    return out
