@@ -18,13 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='TIPSv2 depth, surface normals and open-vocabulary segmentation.')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f'tipsv2_ros.cli.{name}')
-        except ModuleNotFoundError as error:
-            if error.name != f'tipsv2_ros.cli.{name}':
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f'tipsv2_ros.cli.{name}').register(subparsers)
     return parser
 
 

@@ -1,0 +1,59 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The `tipsv2` command: instant help, and `tipsv2 infer` checked against the golden set."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tipsv2_ros.cli.main import main, SUBCOMMANDS
+
+GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
+
+
+def test_help_lists_every_command_without_loading_torch():
+    probe = ('import sys; from tipsv2_ros.cli.main import build_parser; build_parser(); '
+             'print(sorted(m for m in ("torch", "rclpy") if m in sys.modules))')
+    result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
+    help_text = subprocess.run([sys.executable, '-m', 'tipsv2_ros.cli.main', '--help'],
+                               capture_output=True, text=True).stdout
+    for name in SUBCOMMANDS:
+        assert f'    {name} ' in help_text, name
+
+
+@pytest.mark.parametrize('index, size', [(0, '112'), (1, '98x126')])
+def test_infer_save_raw_reproduces_the_golden_arrays(tmp_path, index, size, capsys):
+    raw = tmp_path / 'raw.npz'
+    argv = ['infer', str(GOLDEN / f'image_{index}.png'), '--input-size', size,
+            '--vision-weights', str(GOLDEN / 'vision.npz'),
+            '--text-weights', str(GOLDEN / 'text.npz'),
+            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
+            '--depth-head', str(GOLDEN / 'depth_dpt.zip'),
+            '--normals-head', str(GOLDEN / 'normals_dpt.zip'),
+            '--segmentation-head', str(GOLDEN / 'segmentation_dpt.zip'),
+            '--labels', 'cat,dog,floor', '--out', str(tmp_path), '--save-raw', str(raw)]
+    assert main(argv) == 0
+    for view in ('depth', 'normals', 'segmentation'):
+        assert (tmp_path / f'image_{index}_{view}.png').is_file()
+    ours, golden = np.load(raw), np.load(GOLDEN / 'expected.npz')
+    compared = 0
+    for key in ours.files:
+        reference = golden.get(f'{key}_{index}', golden.get(key))
+        if reference is None or ours[key].dtype.kind != 'f':
+            continue
+        scale = max(1.0, float(np.abs(reference).max()))
+        assert np.abs(ours[key] - reference).max() <= 1e-4 * scale, key
+        compared += 1
+    assert compared >= 20
+    np.testing.assert_array_equal(ours['text_ids'], golden['text_ids'])
+    np.testing.assert_array_equal(ours['image'], golden[f'image_{index}'])
+
+
+def test_infer_reports_bad_files(tmp_path, capsys):
+    missing = tmp_path / 'missing.npz'
+    assert main(['infer', str(GOLDEN / 'image_0.png'), '--vision-weights', str(missing),
+                 '--depth-head', str(GOLDEN / 'depth_dpt.zip')]) == 1
+    assert 'no such file' in capsys.readouterr().err
