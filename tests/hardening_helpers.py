@@ -1,6 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Helpers of the hardening tests: a node whose log is read live, health checks, /proc."""
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,8 @@ import numpy as np
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 import rclpy
-from ros_helpers import node_command
+
+from tipsv2_ros import processes
 
 LABELS = ['floor', 'wall', 'person']
 
@@ -30,7 +30,7 @@ class LoggedNode:
     """
 
     def __init__(self, params: Dict[str, object], namespace: str, extra=()):
-        self.command = node_command(params, namespace, extra)
+        self.command = processes.node_command(params, namespace, extra=extra)
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors='replace')
         self.lines: List[str] = []
@@ -135,18 +135,6 @@ def reset_peak(pid: int) -> None:
             clear_refs.write('5')
     except OSError:
         pass
-
-
-def proc_figures(pid: int) -> Dict[str, int]:
-    """Resident memory (kB), threads and open file descriptors of a process, from /proc."""
-    figures = {}
-    with open(f'/proc/{pid}/status') as status:
-        for line in status:
-            key, _, value = line.partition(':')
-            if key in ('VmRSS', 'VmHWM', 'Threads'):
-                figures[key] = int(value.split()[0])
-    figures['fds'] = len(os.listdir(f'/proc/{pid}/fd'))
-    return figures
 
 
 def raw_image(encoding='rgb8', width=64, height=48, step=None, data_len=None, frame_id='cam',

@@ -1,12 +1,10 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Helpers for tests that run the node over real DDS: a node process and a client node."""
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import rclpy
@@ -15,6 +13,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
+from tipsv2_ros import processes
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions
 from tipsv2_ros.srv import SetLabels
@@ -23,20 +22,11 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def node_command(params: Dict[str, object], namespace: str, extra=()) -> List[str]:
-    """Return the command a user types: `tipsv2 node` with parameters."""
-    command = [os.path.join(os.path.dirname(sys.executable), 'tipsv2'), 'node',
-               '--params-file', '', '--namespace', namespace]
-    for name, value in params.items():
-        command += ['-p', f'{name}:={json.dumps(value)}']
-    return command + list(extra)
-
-
 class NodeProcess:
     """The perception node as a child process, stopped with SIGINT on exit."""
 
     def __init__(self, params: Dict[str, object], namespace: str, extra=()):
-        self.command = node_command(params, namespace, extra)
+        self.command = processes.node_command(params, namespace, extra=extra)
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.output = ''

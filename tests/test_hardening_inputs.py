@@ -7,7 +7,7 @@ its parameters unchanged (`assert_intact`).
 import re
 import time
 
-from hardening_helpers import (assert_intact, frame, LABELS, LoggedNode, proc_figures, provoke,
+from hardening_helpers import (assert_intact, frame, LABELS, LoggedNode, provoke,
                                raw_image, reset_peak)
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from rclpy.serialization import serialize_message
 from ros_helpers import camera_info, Client, stamp_ns
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
+from tipsv2_ros import processes
 from tipsv2_ros.ros import conversions
 
 pytestmark = pytest.mark.ros
@@ -112,13 +113,13 @@ def test_8k_frame_is_handled_without_a_memory_spike(running):
     image[::7, ::5] = 200
     client.exchange(frame(seed=3), ['depth/image'])
     reset_peak(node.proc.pid)
-    figures = [proc_figures(node.proc.pid)]
+    figures = [processes.figures(node.proc.pid)]
     for _ in range(2):  # the second one shows that the first left nothing growing behind
         msg = conversions.array_to_image(image, 'rgb8')
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
         _exchange_msg(client, msg, 'depth/image', resend=10.0, timeout=90.0)
         client.spin_until(lambda: False, 1.0)  # the worker lets go of the frame after publishing
-        figures.append(proc_figures(node.proc.pid))
+        figures.append(processes.figures(node.proc.pid))
     # Receiving alone costs ~3 frames in rmw and rclpy (DDS's reassembly buffer, the C
     # message, the Python copy) plus the 64 MB shared-memory segment; the float resize used
     # to add 4 frames more (478 MB). Measured: a 416 MB peak, 713 MB before the fix.

@@ -7,13 +7,14 @@ queue, outputs must stay in order.
 """
 import time
 
-from hardening_helpers import frame, LABELS, LoggedNode, proc_figures
+from hardening_helpers import frame, LABELS, LoggedNode
 import numpy as np
 import pytest
 import rclpy
 from ros_helpers import Client, LATCHED, stamp_ns
 from sensor_msgs.msg import Image
 
+from tipsv2_ros import processes
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions
@@ -88,10 +89,10 @@ def test_overload_latest_frame_wins_in_order_with_bounded_latency(running):
     client.listen('normals/image')
     client.exchange(frame(), ['normals/image'])
     _stream(client, 2.0, 100)  # warm-up at full rate
-    figures0, status0 = proc_figures(node.proc.pid), dict(client.status)
+    figures0, status0 = processes.figures(node.proc.pid), dict(client.status)
     arrivals.clear()
     sent = _stream(client, 8.0, 100)
-    figures1, status1 = proc_figures(node.proc.pid), dict(client.status)
+    figures1, status1 = processes.figures(node.proc.pid), dict(client.status)
     client.spin_until(lambda: False, 1.5)  # the outputs of the last frames
     stamps = [s for s, _ in arrivals]
     latency = np.array([(t - s) / 1e9 for s, t in arrivals])
@@ -188,9 +189,9 @@ def test_soak_2000_frames_memory_threads_and_fds_stay_flat(ros, tiny_params):
             client.exchange(frame(), ['segmentation/labels', 'depth/image'])
             figures = []
             sent = _stream(client, 20.0, 100, lambda n: n % 300 == 0 and figures.append(
-                proc_figures(node.proc.pid)), seeds=4)
+                processes.figures(node.proc.pid)), seeds=4)
             client.spin_until(lambda: False, 1.0)
-            figures.append(proc_figures(node.proc.pid))
+            figures.append(processes.figures(node.proc.pid))
             status = client.status
         finally:
             client.destroy_node()

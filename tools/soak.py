@@ -16,11 +16,12 @@ import json
 import os
 import pathlib
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from tipsv2_ros import processes
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUTS = ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
@@ -42,17 +43,6 @@ def _arguments(argv):
     return parser.parse_args(argv)
 
 
-def _figures(pid):
-    figures = {}
-    with open(f'/proc/{pid}/status') as status:
-        for line in status:
-            key, _, value = line.partition(':')
-            if key in ('VmRSS', 'VmHWM', 'Threads'):
-                figures[key] = int(value.split()[0])
-    figures['fds'] = len(os.listdir(f'/proc/{pid}/fd'))
-    return figures
-
-
 def _thread_names(pid):
     names = []
     for task in os.listdir(f'/proc/{pid}/task'):
@@ -68,11 +58,7 @@ def _start_node(weights_dir, args, namespace):
               'model.tokenizer': str(paths.tokenizer), 'model.depth_head': str(paths.depth_head),
               'model.normals_head': str(paths.normals_head), 'backend': 'torch',
               'model.input_size': args.input_size, 'publish_points': True}
-    command = [str(pathlib.Path(sys.executable).parent / 'tipsv2'), 'node', '--params-file', '',
-               '--namespace', namespace]
-    for name, value in params.items():
-        command += ['-p', f'{name}:={json.dumps(value)}']
-    return subprocess.Popen(command)
+    return subprocess.Popen(processes.node_command(params, namespace))
 
 
 class _Soak:
@@ -170,8 +156,7 @@ def main(argv=None) -> int:
         try:
             return _run(proc, soak, args, rclpy)
         finally:
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(60)
+            code = processes.stop(proc, timeout=60)
             print(f'[soak] node exit code {code}', flush=True)
             soak.node.destroy_node()
             rclpy.try_shutdown()
@@ -197,7 +182,7 @@ def _run(proc, soak, args, rclpy) -> int:
             rclpy.spin_once(soak.node, timeout_sec=max(0.0, next_send - time.monotonic()))
         done = soak.counts['segmentation/labels']
         if base is None and done >= args.warmup:
-            base, base_threads = _figures(proc.pid), _thread_names(proc.pid)
+            base, base_threads = processes.figures(proc.pid), _thread_names(proc.pid)
             print(f'[soak] warm-up done after {done} frames: {base}', flush=True)
         if args.label_every and done >= (swaps + 1) * args.label_every and (
                 not calls or calls[-1].done()):
@@ -206,8 +191,8 @@ def _run(proc, soak, args, rclpy) -> int:
         if time.monotonic() >= next_report or done >= args.frames:
             next_report += args.report_every
             print(f'[soak] {time.monotonic() - start:7.0f} s: sent {sent}, processed {done}, '
-                  f'node {_status(soak.status)}, /proc {_figures(proc.pid)}', flush=True)
-    end = _figures(proc.pid)
+                  f'node {_status(soak.status)}, /proc {processes.figures(proc.pid)}', flush=True)
+    end = processes.figures(proc.pid)
     if base is not None and end['Threads'] != base['Threads']:
         print(f'[soak] threads after warm-up: {base_threads}\n[soak] threads at the end: '
               f'{_thread_names(proc.pid)}', flush=True)

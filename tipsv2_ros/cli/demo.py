@@ -8,11 +8,8 @@ By default it uses the official TIPSv2 B/14 weights (downloaded on first use); w
 at the start, at the end and on every image.
 """
 import json
-import os
 import pathlib
-import signal
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -104,22 +101,15 @@ def run(args) -> int:
     return 0 if summary.startswith('[demo] ok') else 1
 
 
-def _node_command(params: dict) -> list:
-    command = [sys.executable, '-m', 'tipsv2_ros.cli.main', 'node', '--params-file', '',
-               '--namespace', 'tipsv2_demo']
-    for name, value in params.items():
-        command += ['-p', f'{name}:={json.dumps(value)}']
-    return command
-
-
 def _run_node_and_player(params, frames, intrinsics, out, meaningless, args) -> str:
     import numpy as np
     import rclpy
 
+    from tipsv2_ros import processes
     from tipsv2_ros.cli import views
     from tipsv2_ros.ros.player import camera_info_from, Player
 
-    node = subprocess.Popen(_node_command(params), env=os.environ.copy())
+    node = subprocess.Popen(processes.node_command(params, 'tipsv2_demo'))
     rclpy.init()
     player = Player('/tipsv2_demo')
     try:
@@ -149,9 +139,4 @@ def _run_node_and_player(params, frames, intrinsics, out, meaningless, args) -> 
     finally:
         player.destroy_node()
         rclpy.try_shutdown()
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        processes.stop(node)

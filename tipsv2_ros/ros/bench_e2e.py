@@ -9,9 +9,7 @@ End-to-end latency is the frame's ``header.stamp`` (taken when it is sent) to th
 of its last output, both on this host's ROS clock.
 """
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional
@@ -23,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
+from tipsv2_ros import processes
 from tipsv2_ros import processing
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import measure, paired_ratio, Samples, timed
@@ -90,18 +89,6 @@ class BenchClient(Node):
         return (max(self.arrivals.pop(stamp).values()) - stamp) / 1e9
 
 
-def node_command(params: Dict[str, object]) -> List[str]:
-    """Return ``tipsv2 node`` with the default parameter file and ``-p`` overrides."""
-    import json
-    script = os.path.join(os.path.dirname(sys.executable), 'tipsv2')
-    command = ([script] if os.path.exists(script)
-               else [sys.executable, '-m', 'tipsv2_ros.cli.main'])
-    command += ['node', '--namespace', NAMESPACE]
-    for name, value in params.items():
-        command += ['-p', f'{name}:={json.dumps(value)}']
-    return command
-
-
 def message_stages(result, frame: np.ndarray, label_set, iterations: int, warmup: int,
                    info: CameraInfo) -> List[Row]:
     """Image -> array, building the output messages, publishing them (this process)."""
@@ -166,8 +153,9 @@ def end_to_end(params: Dict[str, object], tasks, frame: np.ndarray,
     """Run the node as a process and measure it over DDS: latency, P3, P6 hiccup, P7."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryFile('w+') as output:
-        proc = subprocess.Popen(node_command(params), stdout=output, stderr=subprocess.STDOUT,
-                                env=env)
+        # The package's parameter file (params_file None): the node as users run it.
+        proc = subprocess.Popen(processes.node_command(params, NAMESPACE, params_file=None),
+                                stdout=output, stderr=subprocess.STDOUT, env=env)
         client = BenchClient(tasks)
         try:
             log(f'waiting for the node (pid {proc.pid}) to load the model...')
@@ -181,13 +169,7 @@ def end_to_end(params: Dict[str, object], tasks, frame: np.ndarray,
             raise RuntimeError(f'{error}; the node printed:\n{output.read()[-3000:]}') from None
         finally:
             client.destroy_node()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            processes.stop(proc)
 
 
 def _measure(client: BenchClient, frame, in_process, iterations, warmup, log) -> List[Row]:
