@@ -1,15 +1,13 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The `tipsv2` command: instant help, and `tipsv2 infer` checked against the golden set."""
-import pathlib
 import subprocess
 import sys
 
+from golden import GOLDEN
 import numpy as np
 import pytest
 
 from tipsv2_ros.cli.main import main, SUBCOMMANDS
-
-GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
 
 
 def test_help_lists_every_command_without_loading_torch():

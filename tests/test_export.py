@@ -10,6 +10,8 @@ import json
 import pathlib
 import shutil
 
+import golden
+from golden import FILES
 import numpy as np
 import pytest
 import torch
@@ -23,20 +25,12 @@ onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
-GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
-FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
-         'model.text_weights': str(GOLDEN / 'text.npz'),
-         'model.tokenizer': str(GOLDEN / 'tokenizer.model'),
-         'model.depth_head': str(GOLDEN / 'depth_dpt.zip'),
-         'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
 SUBSETS = [s for n in (1, 2, 3) for s in itertools.combinations(TASKS, n)]
 
 
 @pytest.fixture(scope='module')
 def model() -> TipsV2:
-    return TipsV2.from_files(GOLDEN / 'vision.npz', GOLDEN / 'text.npz',
-                             GOLDEN / 'tokenizer.model', depth_head=GOLDEN / 'depth_dpt.zip',
-                             normals_head=GOLDEN / 'normals_dpt.zip')
+    return golden.load_model()
 
 
 # What the golden model is exported for at each golden size (each export takes seconds).

@@ -1,8 +1,8 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The fused image path equals the facade's separate calls, for every task subset and size."""
 import itertools
-import pathlib
 
+from golden import GOLDEN
 import numpy as np
 import pytest
 import torch
@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from tipsv2_ros.model import DenseOutputs, TASKS, TipsV2
 from tipsv2_ros.model.layers import Block
 
-GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
 SUBSETS = [subset for n in (1, 2, 3) for subset in itertools.combinations(TASKS, n)]
 
 

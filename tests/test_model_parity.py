@@ -6,8 +6,9 @@ next to it, in the released file formats) must be reproduced within
 ``max|ours - golden| <= 1e-4 * max(1, max|golden|)``; token ids and paddings exactly.
 """
 import json
-import pathlib
 
+import golden
+from golden import GOLDEN
 import numpy as np
 from PIL import Image
 import pytest
@@ -19,7 +20,6 @@ from tipsv2_ros.model.config import config_from_dict
 from tipsv2_ros.model.zero_shot import (classifier_from_embeddings, cosine_maps, probabilities,
                                         prompts, segment, UNLABELLED)
 
-GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
 EXPECTED = np.load(GOLDEN / 'expected.npz')
 # Compared exactly or by their own rules below.
 SPECIAL = {'labels', 'templates', 'text_ids', 'text_paddings', 'zeroshot_argmax_0',
@@ -35,10 +35,7 @@ def relative_error(ours: np.ndarray, golden: np.ndarray) -> float:
 
 @pytest.fixture(scope='module')
 def model() -> TipsV2:
-    return TipsV2.from_files(
-        GOLDEN / 'vision.npz', GOLDEN / 'text.npz', GOLDEN / 'tokenizer.model',
-        depth_head=GOLDEN / 'depth_dpt.zip', normals_head=GOLDEN / 'normals_dpt.zip',
-        segmentation_head=GOLDEN / 'segmentation_dpt.zip')
+    return golden.load_model(segmentation_head=True)
 
 
 @pytest.fixture(scope='module')

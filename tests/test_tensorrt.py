@@ -8,9 +8,10 @@ marked slow: add ``-m 'not slow'`` to leave it out)::
     python -m pytest tests/test_tensorrt.py -v -s
 """
 import json
-import pathlib
 import time
 
+import golden
+from golden import FILES
 import pytest
 import torch
 
@@ -24,20 +25,12 @@ pytest.importorskip('onnxruntime')
 if not torch.cuda.is_available():
     pytest.skip('no CUDA GPU visible to torch', allow_module_level=True)
 
-GOLDEN = pathlib.Path(__file__).parent / 'data' / 'golden'
-FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
-         'model.text_weights': str(GOLDEN / 'text.npz'),
-         'model.tokenizer': str(GOLDEN / 'tokenizer.model'),
-         'model.depth_head': str(GOLDEN / 'depth_dpt.zip'),
-         'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
 CUDA = torch.device('cuda')
 
 
 @pytest.fixture(scope='module')
 def model() -> TipsV2:
-    return TipsV2.from_files(GOLDEN / 'vision.npz', GOLDEN / 'text.npz',
-                             GOLDEN / 'tokenizer.model', depth_head=GOLDEN / 'depth_dpt.zip',
-                             normals_head=GOLDEN / 'normals_dpt.zip').to(CUDA)
+    return golden.load_model().to(CUDA)
 
 
 @pytest.fixture(scope='module')
