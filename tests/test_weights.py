@@ -357,3 +357,18 @@ def test_cli_downloads_and_reports_failure_in_one_line(site, tmp_path, monkeypat
     assert err.startswith('tipsv2 download: error: cannot reach') and err.count('\n') == 1
     with pytest.raises(SystemExit):
         _cli(['b14', '--tasks', 'depth,semantic'])
+
+
+def test_cli_pins_a_hub_revision_and_refuses_one_for_the_bucket(site, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.setenv('TIPSV2_WEIGHTS_BASE_URL', site.url)
+    site.serve(weights.official_files('b14', 'hf', tasks=(), revision=COMMIT))
+    assert _cli(['b14', '--source', 'hf', '--revision', COMMIT, '--tasks', '',
+                 '--cache-dir', str(tmp_path), '-q']) == 0
+    assert all(f'/resolve/{COMMIT}/' in path for path, _ in site.requests
+               if path.startswith('/google/'))
+    assert _cli(['b14', '--source', 'hf', '--revision', 'no-such-branch', '--tasks', '',
+                 '--cache-dir', str(tmp_path / 'other'), '-q']) == 1
+    assert 'no-such-branch' in capsys.readouterr().err
+    assert _cli(['b14', '--revision', COMMIT, '--cache-dir', str(tmp_path), '-q']) == 1
+    assert '--revision applies to --source hf only' in capsys.readouterr().err

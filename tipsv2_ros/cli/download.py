@@ -30,6 +30,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument('--source', choices=weights.SOURCES, default='gcs',
                         help='gcs: the official bucket (CC-BY-4.0); hf: the Hugging Face '
                              'copies (Apache-2.0) (default: %(default)s)')
+    parser.add_argument('--revision', default='main',
+                        help='with --source hf: the branch or commit to fetch; pin a commit '
+                             'for reproducible deployments (the commit actually served is '
+                             'recorded next to each file) (default: %(default)s)')
     parser.add_argument('--cache-dir', default=None,
                         help='cache root (default: $TIPSV2_CACHE, else '
                              '$XDG_CACHE_HOME/tipsv2_ros, else ~/.cache/tipsv2_ros)')
@@ -46,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     """Download the files; return 0, or 1 after a one-line error on stderr."""
     folder = weights.variant_dir(args.variant, args.cache_dir)
     try:
-        files = weights.official_files(args.variant, args.source, args.tasks)
+        if args.source != 'hf' and args.revision != 'main':
+            raise ValueError('--revision applies to --source hf only (the bucket has no '
+                             'revisions)')
+        files = weights.official_files(args.variant, args.source, args.tasks,
+                                       revision=args.revision)
         paths = weights.download(files, folder, progress=not args.quiet)
     except (weights.WeightsError, ValueError, OSError) as error:
         print(f'tipsv2 download: error: {error}', file=sys.stderr)
