@@ -33,20 +33,39 @@ def model() -> TipsV2:
     return golden.load_model()
 
 
+def cpu_opset() -> int:
+    """Return the opset the onnxruntime backend exports at on this CPU."""
+    from tipsv2_ros.runtime.onnx_backend import export_opset  # after the importorskip
+    return export_opset(torch.device('cpu'))
+
+
 # What the golden model is exported for at each golden size (each export takes seconds).
 EXPORTS = {(112, 112): TASKS, (98, 126): ('depth', 'segmentation')}
 
 
 @pytest.fixture(scope='module')
 def exported(model, tmp_path_factory):
-    """Export the golden model's parts at both golden sizes, each into its own cache."""
+    """Export the golden model's parts at both golden sizes, each into its own cache.
+
+    At the opset the onnxruntime backend exports on this CPU, so the backend and the CLI find
+    these files in the cache.
+    """
     found = {}
     for size, tasks in EXPORTS.items():
         folder = tmp_path_factory.mktemp(f'cache{size[0]}')
         parts = export.export_parts(model, tasks, size, backends.checkpoint_ids(tasks, FILES),
-                                    folder, log=lambda text: None)
+                                    folder, log=lambda text: None, opset=cpu_opset())
         found[size] = folder, parts
     return found
+
+
+@pytest.fixture(scope='module')
+def exported_for_tensorrt(model, tmp_path_factory):
+    """Export the parts at 112 at the opset TensorRT reads, as its backend does."""
+    folder = tmp_path_factory.mktemp('cache_tensorrt')
+    return folder, export.export_parts(model, TASKS, (112, 112),
+                                       backends.checkpoint_ids(TASKS, FILES), folder,
+                                       log=lambda text: None)
 
 
 @pytest.mark.parametrize('size', [(112, 112), (98, 126)], ids=['112', '98x126'])
@@ -196,6 +215,28 @@ def test_checkpoint_ids_follow_the_files(tmp_path):
     assert set(backends.checkpoint_ids(TASKS, missing)) == {'encoder', 'normals'}
 
 
+def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
+        exported, exported_for_tensorrt, monkeypatch):
+    from tipsv2_ros.runtime import onnx_backend
+    cpu, gpu = torch.device('cpu'), torch.device('cuda')
+    assert onnx_backend.export_opset(gpu) == export.OPSET == 18
+    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.22.1')
+    assert onnx_backend.export_opset(cpu) == 18  # before onnxruntime fused opset 23
+    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.23.0')
+    assert onnx_backend.export_opset(cpu) == 23
+    ops = {}
+    for name, parts in (('cpu', exported[(112, 112)][1]), ('tensorrt', exported_for_tensorrt[1])):
+        graph = onnx.load(str(parts['encoder'].path)).graph
+        ops[name] = {node.op_type for node in graph.node}
+        assert parts['encoder'].record['key']['opset'] == (cpu_opset() if name == 'cpu' else 18)
+    assert 'Softmax' in ops['tensorrt'] and 'Attention' not in ops['tensorrt']
+    if cpu_opset() == 23:
+        assert {'Attention', 'Gelu'} <= ops['cpu'] and 'Softmax' not in ops['cpu']
+    # One cache holds both without overwriting: the opset is part of the file name.
+    assert exported[(112, 112)][1]['encoder'].path.name != \
+        exported_for_tensorrt[1]['encoder'].path.name
+
+
 def test_corrupt_cached_onnx_is_rebuilt(model, exported):
     folder, parts = exported[(98, 126)]
     tasks = EXPORTS[(98, 126)]
@@ -205,7 +246,7 @@ def test_corrupt_cached_onnx_is_rebuilt(model, exported):
     depth.write_bytes(bytes(data))
     logs = []
     again = export.export_parts(model, tasks, (98, 126), backends.checkpoint_ids(tasks, FILES),
-                                folder, logs.append)
+                                folder, logs.append, cpu_opset())
     assert any('is corrupt (SHA-256 mismatch); rebuilding' in line for line in logs)
     assert sum(line.startswith('exporting') for line in logs) == 1  # the depth head only
     assert cache.load(again['depth'].path, again['depth'].record['key'], print)
@@ -227,7 +268,7 @@ def test_truncated_or_mismatched_onnx_is_re_exported(model, exported, monkeypatc
     encoder.write_bytes(encoder.read_bytes()[:1000])
     logs = []
     export.export_parts(model, TASKS, (112, 112), backends.checkpoint_ids(TASKS, FILES),
-                        folder, logs.append)
+                        folder, logs.append, cpu_opset())
     assert calls == ['encoder', 'depth']
     assert any('truncated or changed (1000 bytes' in line for line in logs)
     assert any(f"torch '1.0.0' (now '{torch.__version__}')" in line for line in logs)
@@ -278,9 +319,9 @@ def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
     return Toolchain(version, 'Fake GPU (sm_00)', strong, build, load)
 
 
-def test_engine_gate_passes_and_the_cache_is_reused(model, exported):
+def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt):
     from tipsv2_ros.runtime.tensorrt_backend import measure, TensorRTBackend
-    folder, _ = exported[(112, 112)]
+    folder, _ = exported_for_tensorrt
     builds, logs = [], []
     backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
                                     backends.checkpoint_ids(TASKS, FILES), logs.append,
@@ -313,9 +354,9 @@ def test_engine_gate_passes_and_the_cache_is_reused(model, exported):
     assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
 
 
-def test_failing_fp16_engine_falls_back_with_a_warning(model, exported):
+def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tensorrt):
     from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
-    folder, exported_parts = exported[(112, 112)]
+    folder, exported_parts = exported_for_tensorrt
     parts = list(exported_parts.values())
     builds, logs, gated = [], [], []
 
@@ -345,9 +386,9 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported):
                               toolchain=_fake_toolchain(builds=builds))
 
 
-def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported):
+def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt):
     from tipsv2_ros.runtime import onnx_precision
-    _, parts = exported[(112, 112)]
+    _, parts = exported_for_tensorrt
     source = onnx.load(str(parts['normals'].path))
     kinds = onnx_precision.compute_types(source, 'fp16')
     by_name = {n.name: n for n in source.graph.node}

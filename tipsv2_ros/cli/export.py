@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or cache.default_dir()
         say(f'{model.describe()}, tasks {",".join(tasks)}, {input_size[0]}x{input_size[1]}, '
             f'into {out}')
-        parts = export.export_parts(model, tasks, input_size, checkpoints, out, say)
+        opset = export.OPSET
+        if not args.engine:  # the files backend onnxruntime on this device will look for
+            from tipsv2_ros.runtime.onnx_backend import export_opset
+            opset = export_opset(device)
+        parts = export.export_parts(model, tasks, input_size, checkpoints, out, say, opset)
         for name, part in parts.items():
             worst = max(part.record['max_relative_error'].values())
             size = sum(f['size'] for f in part.record['files'].values())

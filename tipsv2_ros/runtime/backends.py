@@ -133,10 +133,10 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, op
                            'precision fp32, or backend tensorrt for a parity-checked fp16')
     _need_export_modules('onnxruntime')
     from tipsv2_ros.runtime import export
-    from tipsv2_ros.runtime.onnx_backend import OnnxRuntimeBackend, providers_for
+    from tipsv2_ros.runtime.onnx_backend import export_opset, OnnxRuntimeBackend, providers_for
     providers_for(device)  # fail before a long export when the device cannot be served
     parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, options),
-                                cache_dir, log)
+                                cache_dir, log, opset=export_opset(device))
     return OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, input_size, tasks,
                               device, cache_dir=str(cache_dir) if cache_dir else None)
 

@@ -133,7 +133,8 @@ def export_key(model: TipsV2, spec: PartSpec, input_size: Sequence[int], checkpo
 def file_name(key: dict, suffix: str) -> str:
     """Name a file readably; what changes across upgrades (versions) stays in the sidecar."""
     h, w = key['input_size']
-    stable = {k: key[k] for k in ('part', 'checkpoint', 'config', 'outputs') if k in key}
+    stable = {k: key[k] for k in ('part', 'checkpoint', 'config', 'outputs', 'opset')
+              if k in key}
     return f'{key["variant"]}-{h}x{w}-{key["part"]}-{cache.digest(stable)}{suffix}'
 
 
