@@ -1,13 +1,11 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""ONNX export, the ONNX Runtime backend, backend switching and the engine logic, on the CPU.
+"""ONNX export, the ONNX Runtime backend and backend switching, on the CPU.
 
-The TensorRT orchestration (cache, parity gate, fp16 fallback) runs here with a stand-in
-toolchain that "builds" the (mixed-precision) ONNX and "runs" it in onnxruntime; the real
-TensorRT build is in tests/test_tensorrt.py.
+The TensorRT orchestration is in tests/test_engine_build.py (a stand-in toolchain, on the
+CPU) and tests/test_tensorrt.py (the real TensorRT, on a GPU).
 """
 import itertools
 import json
-import pathlib
 import shutil
 
 import golden
@@ -57,15 +55,6 @@ def exported(model, tmp_path_factory):
                                     folder, log=lambda text: None, opset=cpu_opset())
         found[size] = folder, parts
     return found
-
-
-@pytest.fixture(scope='module')
-def exported_for_tensorrt(model, tmp_path_factory):
-    """Export the parts at 112 at the opset TensorRT reads, as its backend does."""
-    folder = tmp_path_factory.mktemp('cache_tensorrt')
-    return folder, export.export_parts(model, TASKS, (112, 112),
-                                       backends.checkpoint_ids(TASKS, FILES), folder,
-                                       log=lambda text: None)
 
 
 @pytest.mark.parametrize('size', [(112, 112), (98, 126)], ids=['112', '98x126'])
@@ -215,28 +204,6 @@ def test_checkpoint_ids_follow_the_files(tmp_path):
     assert set(backends.checkpoint_ids(TASKS, missing)) == {'encoder', 'normals'}
 
 
-def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
-        exported, exported_for_tensorrt, monkeypatch):
-    from tipsv2_ros.runtime import onnx_backend
-    cpu, gpu = torch.device('cpu'), torch.device('cuda')
-    assert onnx_backend.export_opset(gpu) == export.OPSET == 18
-    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.22.1')
-    assert onnx_backend.export_opset(cpu) == 18  # before onnxruntime fused opset 23
-    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.23.0')
-    assert onnx_backend.export_opset(cpu) == 23
-    ops = {}
-    for name, parts in (('cpu', exported[(112, 112)][1]), ('tensorrt', exported_for_tensorrt[1])):
-        graph = onnx.load(str(parts['encoder'].path)).graph
-        ops[name] = {node.op_type for node in graph.node}
-        assert parts['encoder'].record['key']['opset'] == (cpu_opset() if name == 'cpu' else 18)
-    assert 'Softmax' in ops['tensorrt'] and 'Attention' not in ops['tensorrt']
-    if cpu_opset() == 23:
-        assert {'Attention', 'Gelu'} <= ops['cpu'] and 'Softmax' not in ops['cpu']
-    # One cache holds both without overwriting: the opset is part of the file name.
-    assert exported[(112, 112)][1]['encoder'].path.name != \
-        exported_for_tensorrt[1]['encoder'].path.name
-
-
 def test_corrupt_cached_onnx_is_rebuilt(model, exported):
     folder, parts = exported[(98, 126)]
     tasks = EXPORTS[(98, 126)]
@@ -295,125 +262,6 @@ def test_cli_export_prints_files_and_figures(exported, capsys):
     args = build_parser().parse_args(argv + ['--engine', '--device', 'cpu'])
     assert args.func(args) == 1
     assert '--engine needs a CUDA device' in capsys.readouterr().err
-
-
-# The TensorRT orchestration with a stand-in toolchain -------------------------------------
-
-def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
-    """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime."""
-    from tipsv2_ros.runtime.tensorrt_backend import Toolchain
-
-    def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed):
-        builds.append((pathlib.Path(onnx_path).name, precision, len(fp32_nodes)))
-        return pathlib.Path(onnx_path).read_bytes()
-
-    def load(blob, device):
-        try:
-            session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
-        except Exception as error:
-            from tipsv2_ros.runtime.tensorrt_engine import EngineLoadError
-            raise EngineLoadError(str(error)) from None
-        names = [o.name for o in session.get_outputs()]
-        return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
-            names, {k: v.numpy() for k, v in feeds.items()}))))
-    return Toolchain(version, 'Fake GPU (sm_00)', strong, build, load)
-
-
-def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt):
-    from tipsv2_ros.runtime.tensorrt_backend import measure, TensorRTBackend
-    folder, _ = exported_for_tensorrt
-    builds, logs = [], []
-    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
-                                    toolchain=_fake_toolchain(builds=builds))
-    # Strongly typed: each part built from its fp16 variant, nothing pinned.
-    assert builds == [(f'{p}-fp16.onnx', 'fp16', 0) for p in ('encoder', 'depth', 'normals')]
-    assert backend.precision == 'fp16' and backend.report.passed()
-    assert backend.report.agreement is not None and 'pass the parity gate' in logs[-1]
-    pixels = export.sample_pixels((112, 112), 5)
-    ours = backend.infer(pixels, frozenset(TASKS))  # 5 frames: chunks of max_batch 4
-    theirs = TorchBackend(model, (112, 112), TASKS).infer(pixels, frozenset(TASKS))
-    assert parity.compare(ours, theirs).passed()
-    no_text = TipsV2(model.config, model.vision, heads=dict(model.heads))
-    assert measure(backend, no_text).agreement == 1.0  # fixed random label directions
-    builds.clear()
-    engine = backend.files['depth']
-    engine.write_bytes(engine.read_bytes()[:-10])
-    logs.clear()
-    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                          backends.checkpoint_ids(TASKS, FILES), logs.append,
-                          toolchain=_fake_toolchain(builds=builds))
-    assert builds == [('depth-fp16.onnx', 'fp16', 0)]  # the others came from the cache
-    assert any('TensorRT depth: ' in line and 'truncated' in line for line in logs)
-    builds.clear()
-    logs.clear()
-    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                          backends.checkpoint_ids(TASKS, FILES), logs.append,
-                          toolchain=_fake_toolchain(builds=builds, version='11.0-fake'))
-    assert len(builds) == 3
-    assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
-
-
-def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tensorrt):
-    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
-    folder, exported_parts = exported_for_tensorrt
-    parts = list(exported_parts.values())
-    builds, logs, gated = [], [], []
-
-    def gate(backend):  # TensorRT 10.3-style broken fp16 ViT: near-single-class output
-        gated.append(backend.precision)
-        if backend.precision == 'fp16':
-            return parity.ParityReport(depth=0.003, normals=0.5, agreement=0.41)
-        return parity.ParityReport(depth=0.001, normals=0.2, agreement=0.999)
-    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
-                                    gate=gate,
-                                    toolchain=_fake_toolchain(strong=False, builds=builds))
-    assert gated == ['fp16', 'fp16-safe'] and backend.precision == 'fp16-safe'
-    warning = next(line for line in logs if line.startswith('WARNING'))
-    assert 'segmentation argmax agreement 41.00% < 99%' in warning
-    assert 'falling back to fp16-safe' in warning and 'not used' in warning
-    # Weakly typed: built from the fp32 graphs, with the fp32 layers pinned by name.
-    assert [b[1] for b in builds] == ['fp16'] * 3 + ['fp16-safe'] * 3
-    assert all(b[0] == parts[i % 3].path.name and b[2] > 0 for i, b in enumerate(builds))
-    with pytest.raises(BackendError, match=r'no TensorRT engine passed.*fp16:.*fp32:'):
-        TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                              backends.checkpoint_ids(TASKS, FILES), logs.append,
-                              toolchain=_fake_toolchain(builds=builds),
-                              gate=lambda b: parity.ParityReport(normals=float('nan')))
-    with pytest.raises(BackendError, match='bf16'):
-        TensorRTBackend.build(model, (112, 112), ['depth'], 'cpu', 'bf16', folder,
-                              toolchain=_fake_toolchain(builds=builds))
-
-
-def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt):
-    from tipsv2_ros.runtime import onnx_precision
-    _, parts = exported_for_tensorrt
-    source = onnx.load(str(parts['normals'].path))
-    kinds = onnx_precision.compute_types(source, 'fp16')
-    by_name = {n.name: n for n in source.graph.node}
-    assert {by_name[n].op_type for n, k in kinds.items() if k == 'reduced'} >= {'Conv', 'MatMul'}
-    assert all(kinds[n.name] == 'fp32' for n in source.graph.node
-               if n.op_type in ('ReduceL2', 'Div'))  # the final normalisation
-    encoder = onnx.load(str(parts['encoder'].path))
-    pinned = onnx_precision.fp32_nodes(encoder, 'fp16')
-    assert {n.name for n in encoder.graph.node
-            if n.op_type in ('LayerNormalization', 'Softmax')} <= pinned
-    for name in ('encoder', 'normals'):
-        for level in onnx_precision.PRECISIONS:
-            mixed = onnx_precision.to_mixed_precision(onnx.load(str(parts[name].path)), level)
-            types = {v.name: v.type.tensor_type.elem_type for v in mixed.graph.value_info}
-            for node in mixed.graph.node:
-                if node.op_type in onnx_precision.KEEP_FP32:
-                    assert types.get(node.input[0], 1) == onnx.TensorProto.FLOAT, node.name
-            assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-                       for o in list(mixed.graph.input) + list(mixed.graph.output))
-            assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in mixed.graph.initializer)
-            session = onnxruntime.InferenceSession(mixed.SerializeToString(),
-                                                   providers=['CPUExecutionProvider'])
-            assert session.get_outputs()[0].type == 'tensor(float)'
-    with pytest.raises(ValueError, match='precision'):
-        onnx_precision.compute_types(encoder, 'int8')
 
 
 def test_sample_pixels_are_the_room_frames():

@@ -1,0 +1,180 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The TensorRT engine logic on the CPU: opsets, cache, parity gate, fp16 fallback, mixed types.
+
+A stand-in toolchain "builds" the (mixed-precision) ONNX and "runs" it in onnxruntime, so the
+orchestration around TensorRT (what is built from which file, what is cached, what the gate
+decides) is tested without a GPU; the real TensorRT build is in tests/test_tensorrt.py.
+"""
+import pathlib
+
+import golden
+from golden import FILES
+import pytest
+import torch
+
+from tipsv2_ros.model import TASKS, TipsV2
+from tipsv2_ros.runtime import backends, export, parity
+from tipsv2_ros.runtime.base import BackendError
+from tipsv2_ros.runtime.torch_backend import TorchBackend
+
+onnx = pytest.importorskip('onnx')
+onnxruntime = pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+
+@pytest.fixture(scope='module')
+def model() -> TipsV2:
+    return golden.load_model()
+
+
+@pytest.fixture(scope='module')
+def exported_for_tensorrt(model, tmp_path_factory):
+    """Export the parts at 112 at the opset TensorRT reads, as its backend does."""
+    folder = tmp_path_factory.mktemp('cache_tensorrt')
+    return folder, export.export_parts(model, TASKS, (112, 112),
+                                       backends.checkpoint_ids(TASKS, FILES), folder,
+                                       log=lambda text: None)
+
+
+def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
+        model, exported_for_tensorrt, monkeypatch):
+    from tipsv2_ros.runtime import onnx_backend
+    cpu, gpu = torch.device('cpu'), torch.device('cuda')
+    assert onnx_backend.export_opset(gpu) == export.OPSET == 18
+    cpu_opset = onnx_backend.export_opset(cpu)
+    folder, for_tensorrt = exported_for_tensorrt
+    # What backend onnxruntime exports on this CPU, into the same cache.
+    for_cpu = export.export_parts(model, ['segmentation'], (112, 112),
+                                  backends.checkpoint_ids(TASKS, FILES), folder,
+                                  log=lambda text: None, opset=cpu_opset)
+    ops = {}
+    for name, part in (('cpu', for_cpu['encoder']), ('tensorrt', for_tensorrt['encoder'])):
+        ops[name] = {node.op_type for node in onnx.load(str(part.path)).graph.node}
+        assert part.record['key']['opset'] == (cpu_opset if name == 'cpu' else 18)
+    assert 'Softmax' in ops['tensorrt'] and 'Attention' not in ops['tensorrt']
+    if cpu_opset == 23:
+        assert {'Attention', 'Gelu'} <= ops['cpu'] and 'Softmax' not in ops['cpu']
+    # One cache holds both without overwriting: the opset is part of the file name.
+    assert for_cpu['encoder'].path != for_tensorrt['encoder'].path
+    assert for_tensorrt['encoder'].path.is_file()
+    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.22.1')
+    assert onnx_backend.export_opset(cpu) == 18  # before onnxruntime fused opset 23
+    monkeypatch.setattr(onnx_backend.onnxruntime, '__version__', '1.23.0')
+    assert onnx_backend.export_opset(cpu) == 23
+
+
+def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
+    """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime."""
+    from tipsv2_ros.runtime.tensorrt_backend import Toolchain
+
+    def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed):
+        builds.append((pathlib.Path(onnx_path).name, precision, len(fp32_nodes)))
+        return pathlib.Path(onnx_path).read_bytes()
+
+    def load(blob, device):
+        try:
+            session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
+        except Exception as error:
+            from tipsv2_ros.runtime.tensorrt_engine import EngineLoadError
+            raise EngineLoadError(str(error)) from None
+        names = [o.name for o in session.get_outputs()]
+        return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
+            names, {k: v.numpy() for k, v in feeds.items()}))))
+    return Toolchain(version, 'Fake GPU (sm_00)', strong, build, load)
+
+
+def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt):
+    from tipsv2_ros.runtime.tensorrt_backend import measure, TensorRTBackend
+    folder, _ = exported_for_tensorrt
+    builds, logs = [], []
+    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    toolchain=_fake_toolchain(builds=builds))
+    # Strongly typed: each part built from its fp16 variant, nothing pinned.
+    assert builds == [(f'{p}-fp16.onnx', 'fp16', 0) for p in ('encoder', 'depth', 'normals')]
+    assert backend.precision == 'fp16' and backend.report.passed()
+    assert backend.report.agreement is not None and 'pass the parity gate' in logs[-1]
+    pixels = export.sample_pixels((112, 112), 5)
+    ours = backend.infer(pixels, frozenset(TASKS))  # 5 frames: chunks of max_batch 4
+    theirs = TorchBackend(model, (112, 112), TASKS).infer(pixels, frozenset(TASKS))
+    assert parity.compare(ours, theirs).passed()
+    no_text = TipsV2(model.config, model.vision, heads=dict(model.heads))
+    assert measure(backend, no_text).agreement == 1.0  # fixed random label directions
+    builds.clear()
+    engine = backend.files['depth']
+    engine.write_bytes(engine.read_bytes()[:-10])
+    logs.clear()
+    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          toolchain=_fake_toolchain(builds=builds))
+    assert builds == [('depth-fp16.onnx', 'fp16', 0)]  # the others came from the cache
+    assert any('TensorRT depth: ' in line and 'truncated' in line for line in logs)
+    builds.clear()
+    logs.clear()
+    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          toolchain=_fake_toolchain(builds=builds, version='11.0-fake'))
+    assert len(builds) == 3
+    assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
+
+
+def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tensorrt):
+    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    folder, exported_parts = exported_for_tensorrt
+    parts = list(exported_parts.values())
+    builds, logs, gated = [], [], []
+
+    def gate(backend):  # TensorRT 10.3-style broken fp16 ViT: near-single-class output
+        gated.append(backend.precision)
+        if backend.precision == 'fp16':
+            return parity.ParityReport(depth=0.003, normals=0.5, agreement=0.41)
+        return parity.ParityReport(depth=0.001, normals=0.2, agreement=0.999)
+    backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    gate=gate,
+                                    toolchain=_fake_toolchain(strong=False, builds=builds))
+    assert gated == ['fp16', 'fp16-safe'] and backend.precision == 'fp16-safe'
+    warning = next(line for line in logs if line.startswith('WARNING'))
+    assert 'segmentation argmax agreement 41.00% < 99%' in warning
+    assert 'falling back to fp16-safe' in warning and 'not used' in warning
+    # Weakly typed: built from the fp32 graphs, with the fp32 layers pinned by name.
+    assert [b[1] for b in builds] == ['fp16'] * 3 + ['fp16-safe'] * 3
+    assert all(b[0] == parts[i % 3].path.name and b[2] > 0 for i, b in enumerate(builds))
+    with pytest.raises(BackendError, match=r'no TensorRT engine passed.*fp16:.*fp32:'):
+        TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                              backends.checkpoint_ids(TASKS, FILES), logs.append,
+                              toolchain=_fake_toolchain(builds=builds),
+                              gate=lambda b: parity.ParityReport(normals=float('nan')))
+    with pytest.raises(BackendError, match='bf16'):
+        TensorRTBackend.build(model, (112, 112), ['depth'], 'cpu', 'bf16', folder,
+                              toolchain=_fake_toolchain(builds=builds))
+
+
+def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt):
+    from tipsv2_ros.runtime import onnx_precision
+    _, parts = exported_for_tensorrt
+    source = onnx.load(str(parts['normals'].path))
+    kinds = onnx_precision.compute_types(source, 'fp16')
+    by_name = {n.name: n for n in source.graph.node}
+    assert {by_name[n].op_type for n, k in kinds.items() if k == 'reduced'} >= {'Conv', 'MatMul'}
+    assert all(kinds[n.name] == 'fp32' for n in source.graph.node
+               if n.op_type in ('ReduceL2', 'Div'))  # the final normalisation
+    encoder = onnx.load(str(parts['encoder'].path))
+    pinned = onnx_precision.fp32_nodes(encoder, 'fp16')
+    assert {n.name for n in encoder.graph.node
+            if n.op_type in ('LayerNormalization', 'Softmax')} <= pinned
+    for name in ('encoder', 'normals'):
+        for level in onnx_precision.PRECISIONS:
+            mixed = onnx_precision.to_mixed_precision(onnx.load(str(parts[name].path)), level)
+            types = {v.name: v.type.tensor_type.elem_type for v in mixed.graph.value_info}
+            for node in mixed.graph.node:
+                if node.op_type in onnx_precision.KEEP_FP32:
+                    assert types.get(node.input[0], 1) == onnx.TensorProto.FLOAT, node.name
+            assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+                       for o in list(mixed.graph.input) + list(mixed.graph.output))
+            assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in mixed.graph.initializer)
+            session = onnxruntime.InferenceSession(mixed.SerializeToString(),
+                                                   providers=['CPUExecutionProvider'])
+            assert session.get_outputs()[0].type == 'tensor(float)'
+    with pytest.raises(ValueError, match='precision'):
+        onnx_precision.compute_types(encoder, 'int8')
