@@ -76,7 +76,8 @@ def test_unknown_shapes_need_a_config(files, tmp_path):
         for key in [k for k in arrays if k.startswith('blocks.3.')]:
             arrays.pop(key)
     broken = rewrite_npz(files['vision'], tmp_path / 'v.npz', drop_block)
-    with pytest.raises(CheckpointError, match='width 64 with 3 blocks matches no known variant'):
+    with pytest.raises(CheckpointError,
+                       match='width 64 with 3 blocks matches no official variant'):
         TipsV2.from_files(broken)
     with pytest.raises(CheckpointError, match=r'missing keys \(14\): blocks\.3\.'):
         TipsV2.from_files(broken, variant=TINY)

@@ -1,5 +1,6 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Start-up failures, SIGINT/SIGTERM mid-work, restart, and the callback safety net."""
+import json
 import shutil
 import signal
 import threading
@@ -44,6 +45,17 @@ def _wrong_variant(tiny_weights, tmp_path):
             'model.weights_dir': str(tmp_path / 'cache')}
 
 
+def _bad_config(tmp_path):
+    """Write a model config whose heads do not divide the width."""
+    path = tmp_path / 'model.json'
+    path.write_text(json.dumps({'vision': {'embed_dim': 64, 'depth': 4, 'num_heads': 5},
+                                'text': {'hidden_size': 64, 'mlp_dim': 256, 'num_heads': 4,
+                                         'num_layers': 2},
+                                'dpt': {'intermediate_layers': [0, 1, 2, 3],
+                                        'post_process_channels': [8, 16, 32, 64]}}))
+    return {'model.config': str(path)}
+
+
 STARTUP_FAILURES = {
     'missing-vision-weights': (lambda w, t: {'model.vision_weights': str(t / 'absent.npz')},
                                'model.vision_weights: no such file'),
@@ -54,6 +66,8 @@ STARTUP_FAILURES = {
     'corrupt-tokenizer': (lambda w, t: {'model.tokenizer': _corrupt(w.tokenizer, t)},
                           'not a SentencePiece model'),
     'wrong-variant': (_wrong_variant, "variant 'b14' was requested but the file's shapes"),
+    'bad-model-config': (lambda w, t: _bad_config(t),
+                         'model.json: vision.embed_dim 64 is not a multiple of num_heads 5'),
     'bad-labels': (lambda w, t: {'labels': ['door', 'Door']}, 'duplicate label'),
     'bad-input-size': (lambda w, t: {'model.input_size': 100}, 'multiples of 14'),
 }

@@ -12,7 +12,7 @@ With --triton-repo DIR it writes a Triton Inference Server model repository of t
 import argparse
 import sys
 
-from tipsv2_ros.cli.options import FILE_FLAGS, weight_values
+from tipsv2_ros.cli.options import add_model_options, FILE_FLAGS, weight_values
 
 TASKS = ('depth', 'normals', 'segmentation')
 
@@ -34,8 +34,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     for name, text in FILE_FLAGS.items():
         if name != 'segmentation_head':  # the ADE20K head is not part of the image path
             group.add_argument('--' + name.replace('_', '-'), metavar='FILE', help=text)
-    group.add_argument('--variant', default='b14', help='b14, l14, so400m14 or g14')
-    group.add_argument('--weights-dir', help='where `tipsv2 download` put the files')
+    add_model_options(group)
     parser.add_argument('--input-size', default='448', help='N or HxW, multiples of 14 '
                         '(default: %(default)s)')
     parser.add_argument('--tasks', type=_tasks, default=None,
@@ -72,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         tasks = tuple(args.tasks or values.get('tasks') or TASKS)
         device = factory.resolve_device(args.device)
         files = factory.model_files(values)
-        variant = None if values.get('model.vision_weights') else args.variant
-        model = factory.load_model(files, tasks, variant, device)
+        model = factory.load_model(files, tasks, factory.model_variant(values), device)
         checkpoints = backends.checkpoint_ids(tasks, files)
         out = args.out or cache.default_dir()
         say(f'{model.describe()}, tasks {",".join(tasks)}, {input_size[0]}x{input_size[1]}, '

@@ -18,12 +18,21 @@ TASK_FILES = {'depth': ('depth_head',), 'normals': ('normals_head',),
               'segmentation': ('text_weights', 'tokenizer')}
 
 
+def add_model_options(group) -> None:
+    """Add --variant, --weights-dir and --config: which model the files are."""
+    group.add_argument('--variant', default='b14', help='b14, l14, so400m14 or g14')
+    group.add_argument('--weights-dir', help='where `tipsv2 download` put the files')
+    group.add_argument('--config', metavar='JSON',
+                       help='hyper-parameters of weights of no official variant (the golden '
+                            'config.json layout); default: a config.json next to '
+                            '--vision-weights, else recognised by the shapes')
+
+
 def add_weight_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('model files (default: the downloaded --variant)')
     for name, text in FILE_FLAGS.items():
         group.add_argument('--' + name.replace('_', '-'), metavar='FILE', help=text)
-    group.add_argument('--variant', default='b14', help='b14, l14, so400m14 or g14')
-    group.add_argument('--weights-dir', help='where `tipsv2 download` put the files')
+    add_model_options(group)
     group.add_argument('--input-size', default='448', help='N or HxW, multiples of 14')
     group.add_argument('--backend', default='torch',
                        help='torch (default), onnxruntime, tensorrt or auto')
@@ -35,7 +44,8 @@ def weight_values(args) -> dict:
     """Return node-style parameter values for the files and the tasks they allow."""
     values = {'model.variant': args.variant, 'model.weights_dir': args.weights_dir or '',
               'model.input_size': args.input_size, 'backend': args.backend,
-              'device': args.device, 'precision': args.precision}
+              'device': args.device, 'precision': args.precision,
+              'model.config': getattr(args, 'config', None) or ''}
     explicit = {name: getattr(args, name) for name in FILE_FLAGS if getattr(args, name)}
     values.update({f'model.{name}': path for name, path in explicit.items()})
     if explicit:

@@ -94,7 +94,9 @@ def config_from_dict(spec: Mapping, name: str = 'custom',
     """Build a config from a dict in the layout of the golden ``config.json``.
 
     Args:
-        spec: ``{'vision': {...}, 'text': {...}, 'dpt': {...}}`` with the golden key names.
+        spec: ``{'vision': {...}, 'text': {...}, 'dpt': {...}}`` with the golden key names;
+            optional top-level ``name`` and ``temperature`` override the arguments, and
+            ``vision.mlp_hidden_dim`` the width derived from ``mlp_ratio``.
         name: the name the config reports.
         temperature: the fallback contrastive temperature (B/14's by default).
 
@@ -106,8 +108,8 @@ def config_from_dict(spec: Mapping, name: str = 'custom',
         raise ValueError('TIPSv2 checkpoints always carry LayerScale gammas (ls1/ls2)')
     ratio = vis.get('mlp_ratio', 4)
     ffn = vis.get('ffn', 'mlp')
-    hidden = (swiglu_hidden_dim(vis['embed_dim'], ratio) if ffn == 'swiglu'
-              else int(vis['embed_dim'] * ratio))
+    hidden = vis.get('mlp_hidden_dim') or (swiglu_hidden_dim(vis['embed_dim'], ratio)
+                                           if ffn == 'swiglu' else int(vis['embed_dim'] * ratio))
     vision = VisionConfig(
         embed_dim=vis['embed_dim'], depth=vis['depth'], num_heads=vis['num_heads'],
         mlp_hidden_dim=hidden, ffn=ffn, patch_size=vis.get('patch_size', 14),
@@ -116,7 +118,7 @@ def config_from_dict(spec: Mapping, name: str = 'custom',
     text = TextConfig(
         width=txt['hidden_size'], layers=txt['num_layers'], heads=txt['num_heads'],
         mlp_dim=txt['mlp_dim'], vocab_size=txt.get('vocab_size', 32000),
-        max_len=txt.get('max_len', 64))
+        max_len=txt.get('max_len', 64), ln_eps=txt.get('ln_eps', 1e-5))
     dense = DPTConfig(
         intermediate_layers=tuple(dpt['intermediate_layers']),
         post_process_channels=tuple(dpt['post_process_channels']),
@@ -124,7 +126,30 @@ def config_from_dict(spec: Mapping, name: str = 'custom',
         min_depth=dpt.get('min_depth', 0.001), max_depth=dpt.get('max_depth', 10.0),
         segmentation_classes=dpt.get('segmentation_classes', 150))
     input_size = vision.pos_grid * vision.patch_size
-    return ModelConfig(name, vision, text, dense, temperature, input_size)
+    return ModelConfig(spec.get('name', name), vision, text, dense,
+                       float(spec.get('temperature', temperature)), input_size)
+
+
+def config_to_dict(config: ModelConfig) -> dict:
+    """Return ``config`` in the golden ``config.json`` layout (``config_from_dict`` inverts it)."""
+    vis, txt, dpt = config.vision, config.text, config.dpt
+    return {
+        'name': config.name, 'temperature': config.temperature,
+        'vision': {'embed_dim': vis.embed_dim, 'depth': vis.depth, 'num_heads': vis.num_heads,
+                   'patch_size': vis.patch_size, 'pos_grid': vis.pos_grid,
+                   'num_register_tokens': vis.num_register_tokens, 'ffn': vis.ffn,
+                   'mlp_ratio': vis.mlp_hidden_dim / vis.embed_dim,
+                   'mlp_hidden_dim': vis.mlp_hidden_dim, 'layerscale': True,
+                   'ln_eps': vis.ln_eps},
+        'text': {'hidden_size': txt.width, 'mlp_dim': txt.mlp_dim, 'num_heads': txt.heads,
+                 'num_layers': txt.layers, 'vocab_size': txt.vocab_size,
+                 'max_len': txt.max_len, 'ln_eps': txt.ln_eps},
+        'dpt': {'intermediate_layers': list(dpt.intermediate_layers),
+                'post_process_channels': list(dpt.post_process_channels),
+                'channels': dpt.channels, 'depth_bins': dpt.depth_bins,
+                'min_depth': dpt.min_depth, 'max_depth': dpt.max_depth,
+                'segmentation_classes': dpt.segmentation_classes},
+    }
 
 
 # The tiny model of the golden test data (tests/data/golden/config.json): fast enough for

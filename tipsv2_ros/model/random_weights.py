@@ -16,7 +16,7 @@ import numpy as np
 import sentencepiece
 import torch
 
-from tipsv2_ros.model import checkpoint
+from tipsv2_ros.model import checkpoint, config_file
 from tipsv2_ros.model.config import ModelConfig, resolve_config, TINY
 from tipsv2_ros.model.dpt import HEADS
 from tipsv2_ros.model.text import TextEncoder
@@ -83,7 +83,7 @@ def train_tokenizer(vocab_size: int = 200) -> bytes:
 def write_random_checkpoint(out_dir: Union[str, os.PathLike],
                             config: Union[str, ModelConfig] = 'tiny',
                             seed: int = 0) -> CheckpointPaths:
-    """Write random vision/text ``.npz``, the three Scenic DPT zips and a tokenizer.
+    """Write random vision/text ``.npz``, the three Scenic DPT zips, a tokenizer and config.json.
 
     Args:
         out_dir: the directory to write to (created if missing).
@@ -111,6 +111,7 @@ def write_random_checkpoint(out_dir: Union[str, os.PathLike],
         _write_scenic_zip(paths[f'{task}_head'], checkpoint.torch_to_scenic(state, task))
     paths['tokenizer'] = out / 'tokenizer.model'
     paths['tokenizer'].write_bytes(train_tokenizer(min(200, cfg.text.vocab_size)))
+    config_file.write_config(cfg, out / config_file.CONFIG_FILE)  # the files describe themselves
     return CheckpointPaths(**paths)
 
 

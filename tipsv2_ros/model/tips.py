@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from tipsv2_ros.model import checkpoint
+from tipsv2_ros.model import checkpoint, config_file
 from tipsv2_ros.model.config import ModelConfig, resolve_config
 from tipsv2_ros.model.dpt import DenseHead, HEADS
 from tipsv2_ros.model.image_path import ImagePath, TASKS
@@ -59,8 +59,9 @@ class TipsV2(nn.Module):
             depth_head: ``tips_v2_*_depth_dpt.zip`` (Scenic) or an HF ``-dpt`` safetensors.
             normals_head: likewise for normals.
             segmentation_head: likewise for the ADE20K segmentation head.
-            variant: 'b14', 'l14', 'so400m14', 'g14', 'tiny' or a ``ModelConfig``; inferred
-                from the vision weights' shapes when omitted, and checked against them.
+            variant: 'b14', 'l14', 'so400m14', 'g14', 'tiny' or a ``ModelConfig``; when
+                omitted, the ``config.json`` next to the vision weights (``config_file``),
+                else the official variant their shapes match. Checked against the files.
 
         Returns:
             The model in eval mode, on the CPU, in float32.
@@ -222,10 +223,17 @@ def _check_variant(variant: Union[str, ModelConfig, None], vision_state: Mapping
     inferred = checkpoint.infer_variant(vision_state, 'vision')
     width, depth = checkpoint.signature(vision_state, 'vision')
     if variant is None:
+        try:  # a config.json next to the weights describes them (heads are not in shapes)
+            described = config_file.find_config(path)
+        except ValueError as error:
+            raise checkpoint.CheckpointError(str(error)) from None
+        if described is not None:
+            return described
         if inferred is None:
             raise checkpoint.CheckpointError(
-                f'{path}: width {width} with {depth} blocks matches no known variant; pass '
-                'variant=ModelConfig(...)')
+                f'{path}: width {width} with {depth} blocks matches no official variant; give '
+                f'the model config (a {config_file.CONFIG_FILE} in the layout of the golden '
+                'one) with --config or model.config, or put it next to the weights')
         return resolve_config(inferred)
     config = resolve_config(variant)
     if isinstance(variant, str) and inferred is not None and inferred != config.name:

@@ -41,6 +41,9 @@ SPECS: Dict[str, Spec] = {
     'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
     'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
                                     'symmetry with `tipsv2 infer`.', True),
+    'model.config': Spec('', 'Model hyper-parameters (JSON, the golden config.json layout) for '
+                         'weights of no official variant; empty: a config.json next to the '
+                         'vision weights, else recognised by their shapes.', True),
     'model.input_size': Spec(448, 'Model input: N or "HxW" (multiples of 14); frames are '
                              'resized to it.', True, dynamic=True),
     'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,

@@ -6,10 +6,12 @@ backend, a CUDA device that is not there) fails here, with a StartupError that s
 to do, before the node creates any topic.
 """
 import os
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import torch
 
+from tipsv2_ros.model import config_file
+from tipsv2_ros.model.config import ModelConfig
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
@@ -75,8 +77,23 @@ def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
             for name in FILE_PARAMS}
 
 
-def load_model(files: Dict[str, Optional[str]], tasks, variant: Optional[str],
-               device: torch.device) -> TipsV2:
+def model_variant(values: Dict[str, object]) -> Union[str, ModelConfig, None]:
+    """Return what the weights are checked against: a config file, a variant, or None.
+
+    ``model.config`` (a JSON file) wins; downloaded files are those of ``model.variant``;
+    explicit files are recognised by ``TipsV2.from_files`` (a config.json next to them, or
+    their shapes).
+    """
+    if values.get('model.config'):
+        try:
+            return config_file.read_config(str(values['model.config']))
+        except ValueError as error:
+            raise StartupError(f'model.config: {error}') from None
+    return values.get('model.variant') if not values.get('model.vision_weights') else None
+
+
+def load_model(files: Dict[str, Optional[str]], tasks,
+               variant: Union[str, ModelConfig, None], device: torch.device) -> TipsV2:
     for task in tasks:
         for name in TASK_FILES[task]:
             if not files.get(name):
@@ -105,8 +122,7 @@ def build(values: Dict[str, object], log: Callable[[str], None] = print) -> Runt
     device = resolve_device(str(values.get('device', 'auto')))
     input_size = parse_input_size(values.get('model.input_size', 448))
     files = model_files(values)
-    variant = values.get('model.variant') if not values.get('model.vision_weights') else None
-    model = load_model(files, tasks, variant, device)
+    model = load_model(files, tasks, model_variant(values), device)
     log(f'loaded {model.describe()} for {sorted(tasks)} on {device}')
     try:
         backend = backends.create(str(values.get('backend', 'auto')), model, input_size,
