@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tipsv2_ros import weights
+from tipsv2_ros import fetch, weights
 from tipsv2_ros.cli import download as download_cli
 
 COMMIT = 'c0ffee' * 6 + 'abcd'
@@ -190,7 +190,7 @@ def test_base_url_and_cache_dir_come_from_the_environment(monkeypatch, tmp_path)
 def test_gcs_download_verifies_md5_and_writes_a_sidecar(site, tmp_path):
     files = weights.official_files('b14', tasks=('depth',), base_url=site.url)
     data = site.serve(files)
-    paths = weights.download(files, tmp_path, **FAST)
+    paths = fetch.download(files, tmp_path, **FAST)
     for path in paths:
         assert path.read_bytes() == data[path.name]
         record = _sidecar(path)
@@ -204,7 +204,7 @@ def test_gcs_download_verifies_md5_and_writes_a_sidecar(site, tmp_path):
 def test_hub_download_takes_the_sha256_from_the_redirect(site, tmp_path):
     files = weights.official_files('b14', 'hf', base_url=site.url)
     data = site.serve(files)
-    paths = weights.download(files, tmp_path, **FAST)
+    paths = fetch.download(files, tmp_path, **FAST)
     assert len(site.count('/cdn/')) == 3  # the bytes came from the "CDN"
     for path in paths:
         assert path.read_bytes() == data[path.relative_to(tmp_path).as_posix()]
@@ -216,9 +216,9 @@ def test_hub_download_takes_the_sha256_from_the_redirect(site, tmp_path):
 def test_verified_files_are_skipped_without_the_network(site, tmp_path):
     files = weights.official_files('b14', tasks=(), base_url=site.url)
     site.serve(files)
-    weights.download(files, tmp_path, **FAST)
+    fetch.download(files, tmp_path, **FAST)
     before = len(site.requests)
-    assert weights.download(files, tmp_path, **FAST) == [tmp_path / f.name for f in files]
+    assert fetch.download(files, tmp_path, **FAST) == [tmp_path / f.name for f in files]
     assert len(site.requests) == before
 
 
@@ -226,7 +226,7 @@ def test_a_cut_download_resumes_with_a_range_request(site, tmp_path):
     files = weights.official_files('b14', tasks=(), base_url=site.url)[:1]
     data = site.serve(files)[files[0].name]
     site.cut_once = {files[0].url.removeprefix(site.url)}
-    path, = weights.download(files, tmp_path, **FAST)
+    path, = fetch.download(files, tmp_path, **FAST)
     assert path.read_bytes() == data
     first, second = site.requests
     assert first[1] is None and second[1] == f'bytes={len(data) // 3}-'
@@ -239,9 +239,9 @@ def test_a_part_left_by_an_earlier_run_is_resumed(site, tmp_path, source):
     data = site.serve(files)[files[0].name]
     site.cut_once = {files[0].url.removeprefix(site.url)}
     with pytest.raises(weights.WeightsError, match='run the command again to resume'):
-        weights.download(files, tmp_path, **{**FAST, 'retries': 0})
+        fetch.download(files, tmp_path, **{**FAST, 'retries': 0})
     assert (tmp_path / (files[0].name + '.part')).stat().st_size == len(data) // 3
-    path, = weights.download(files, tmp_path, **FAST)
+    path, = fetch.download(files, tmp_path, **FAST)
     assert path.read_bytes() == data
     assert site.requests[-1][1] == f'bytes={len(data) // 3}-'
 
@@ -251,9 +251,9 @@ def test_a_server_ignoring_range_restarts_cleanly(site, tmp_path):
     data = site.serve(files)[files[0].name]
     site.cut_once = {files[0].url.removeprefix(site.url)}
     with pytest.raises(weights.WeightsError):
-        weights.download(files, tmp_path, **{**FAST, 'retries': 0})
+        fetch.download(files, tmp_path, **{**FAST, 'retries': 0})
     site.ignore_range = True
-    path, = weights.download(files, tmp_path, **FAST)
+    path, = fetch.download(files, tmp_path, **FAST)
     assert site.requests[-1][1] is not None  # it asked for a range and got a 200
     assert path.read_bytes() == data
 
@@ -265,7 +265,7 @@ def test_a_complete_part_is_finished_after_416(site, tmp_path):
     part.write_bytes(data)  # a run that died between the last byte and the rename
     part.with_name(part.name + '.json').write_text(json.dumps(
         {'url': files[0].url, 'hashes': {'md5': hashlib.md5(data).hexdigest()}}))
-    path, = weights.download(files, tmp_path, **FAST)
+    path, = fetch.download(files, tmp_path, **FAST)
     assert path.read_bytes() == data and not part.exists()
 
 
@@ -275,21 +275,21 @@ def test_a_hash_mismatch_leaves_nothing_behind(site, tmp_path, source):
     site.serve(files)
     site.bad_hash = True
     with pytest.raises(weights.WeightsError, match='hash mismatch.*deleted'):
-        weights.download(files, tmp_path, **FAST)
+        fetch.download(files, tmp_path, **FAST)
     assert [p for p in tmp_path.rglob('*') if p.is_file()] == []
 
 
 def test_not_found_names_the_url(site, tmp_path):
     files = weights.official_files('b14', tasks=(), base_url=site.url)[:1]
     with pytest.raises(weights.WeightsError, match='vision.npz: HTTP 404, not found'):
-        weights.download(files, tmp_path, **FAST)
+        fetch.download(files, tmp_path, **FAST)
 
 
 def test_the_so400m_name_falls_back_to_the_second_candidate(site, tmp_path):
     file = weights.official_files('so400m14', tasks=(), base_url=site.url)[0]
     data = os.urandom(1000)
     site.files[file.fallback_urls[0].removeprefix(site.url)] = data
-    path, = weights.download([file], tmp_path, **FAST)
+    path, = fetch.download([file], tmp_path, **FAST)
     assert path.name == 'tips_v2_oss_so14_vision.npz' and path.read_bytes() == data
     assert _sidecar(path)['url'] == file.fallback_urls[0]
 
@@ -298,7 +298,7 @@ def test_server_errors_are_retried(site, tmp_path):
     files = weights.official_files('b14', tasks=(), base_url=site.url)[:1]
     site.serve(files)
     site.fail_once = {files[0].url.removeprefix(site.url)}
-    path, = weights.download(files, tmp_path, **FAST)
+    path, = fetch.download(files, tmp_path, **FAST)
     assert path.is_file() and len(site.requests) == 2
 
 
@@ -306,13 +306,13 @@ def test_an_unreachable_server_fails_fast_with_advice(tmp_path):
     files = weights.official_files('b14', tasks=(), base_url=_closed_port_url())
     start = time.monotonic()
     with pytest.raises(weights.WeightsError, match='cannot reach .*Copy the files into'):
-        weights.download(files, tmp_path, progress=False, retries=3, backoff=1.0)
+        fetch.download(files, tmp_path, progress=False, retries=3, backoff=1.0)
     assert time.monotonic() - start < 2.0
-    assert weights.can_reach(files[0].url, timeout=1.0) is False
+    assert fetch.can_reach(files[0].url, timeout=1.0) is False
 
 
 def test_can_reach_a_server_that_answers(site):
-    assert weights.can_reach(site.url + '/missing', timeout=2.0) is True
+    assert fetch.can_reach(site.url + '/missing', timeout=2.0) is True
 
 
 def test_resolve_weights_names_missing_files_and_the_command(tmp_path):
@@ -331,7 +331,7 @@ def test_resolve_weights_finds_each_source(site, tmp_path):
     for source in ('hf', 'gcs'):
         files = weights.official_files('b14', source, tasks=('depth',), base_url=site.url)
         site.serve(files)
-        weights.download(files, weights.variant_dir('b14', tmp_path), **FAST)
+        fetch.download(files, weights.variant_dir('b14', tmp_path), **FAST)
         found = weights.resolve_weights('b14', tmp_path, tasks=('depth',), source=source)
         assert found.depth_head.is_file() and found.normals_head is None
         assert (found.vision == found.text) == (source == 'hf')

@@ -45,7 +45,7 @@ def _banner(lines) -> None:
 
 def _weights(args, scratch: pathlib.Path):
     """Return (parameter overrides for the model files, fallback notice or None)."""
-    from tipsv2_ros import weights
+    from tipsv2_ros import fetch, weights
     if not args.offline:
         try:
             return _file_params(weights.resolve_weights(args.variant, args.cache_dir)), None
@@ -54,9 +54,9 @@ def _weights(args, scratch: pathlib.Path):
         print(f'[demo] fetching the official TIPSv2 {args.variant} weights (first run only)')
         try:
             files = weights.official_files(args.variant)
-            if not weights.can_reach(files[0].url, timeout=5.0):
+            if not fetch.can_reach(files[0].url, timeout=5.0):
                 raise weights.WeightsError(f'cannot reach {files[0].url} (no internet?)')
-            weights.download(files, weights.variant_dir(args.variant, args.cache_dir))
+            fetch.download(files, weights.variant_dir(args.variant, args.cache_dir))
             return _file_params(weights.resolve_weights(args.variant, args.cache_dir)), None
         except Exception as error:  # no internet, server error, disk full...
             notice = [f'Could not get the TIPSv2 {args.variant} weights: {error}',

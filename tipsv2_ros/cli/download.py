@@ -1,12 +1,12 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """``tipsv2 download``: fetch the official TIPSv2 weights into the local cache.
 
-Stdlib and `tipsv2_ros.weights` only: no torch, so it works on a fresh machine.
+Stdlib, tqdm and `tipsv2_ros.weights`/`fetch` only: no torch, so it works on a fresh machine.
 """
 import argparse
 import sys
 
-from tipsv2_ros import weights
+from tipsv2_ros import fetch, weights
 
 
 def _tasks(text: str) -> tuple[str, ...]:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                              'revisions)')
         files = weights.official_files(args.variant, args.source, args.tasks,
                                        revision=args.revision)
-        paths = weights.download(files, folder, progress=not args.quiet)
+        paths = fetch.download(files, folder, progress=not args.quiet)
     except (weights.WeightsError, ValueError, OSError) as error:
         print(f'tipsv2 download: error: {error}', file=sys.stderr)
         return 1
