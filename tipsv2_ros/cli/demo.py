@@ -9,10 +9,8 @@ at the start, at the end and on every image.
 """
 import json
 import pathlib
-import subprocess
 import tempfile
 import textwrap
-import time
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'samples'
 DEMO_LABELS = ['floor', 'wall', 'ceiling', 'door', 'picture', 'box', 'ball']
@@ -103,40 +101,27 @@ def run(args) -> int:
 
 def _run_node_and_player(params, frames, intrinsics, out, meaningless, args) -> str:
     import numpy as np
-    import rclpy
 
-    from tipsv2_ros import processes
     from tipsv2_ros.cli import views
-    from tipsv2_ros.ros.player import camera_info_from, Player
+    from tipsv2_ros.ros.player import play_to_node
 
-    node = subprocess.Popen(processes.node_command(params, 'tipsv2_demo'))
-    rclpy.init()
-    player = Player('/tipsv2_demo')
     try:
-        print('[demo] waiting for the node to load the model...', flush=True)
-        if not player.wait_ready(args.timeout) or node.poll() is not None:
-            return '[demo] FAILED: the node did not start (see its messages above)'
-        names = list(player.labels.class_names)
-        info = camera_info_from(intrinsics, 'camera_optical_frame')
-        start = time.perf_counter()
-        received = player.play(frames, info)
-        elapsed = time.perf_counter() - start
-        for index, item in enumerate(received):
-            rendered = views.render(frames[index], item.arrays.get('depth'),
-                                    item.arrays.get('normals'), item.arrays.get('labels'),
-                                    names, meaningless)
-            views.save(out, f'frame_{index:02d}', rendered)
-        latencies = sorted(1000 * (r.done - r.sent) for r in received)
-        if not received:
-            return '[demo] FAILED: no outputs arrived from the node'
-        line = (f'[demo] ok: {len(received)}/{len(frames)} frames, '
-                f'{len(received) / elapsed:.2f} fps, latency p50 '
-                f'{np.median(latencies):.0f} ms (max {latencies[-1]:.0f} ms), '
-                f'{"RANDOM weights (meaningless)" if meaningless else "official weights"}; '
-                f'views in {out}/')
-        (out / 'summary.txt').write_text(line + '\n')
-        return line
-    finally:
-        player.destroy_node()
-        rclpy.try_shutdown()
-        processes.stop(node)
+        session = play_to_node(params, '/tipsv2_demo', frames, intrinsics, args.timeout)
+    except RuntimeError as error:
+        return f'[demo] FAILED: {error}'
+    received = session.received
+    if not received:
+        return '[demo] FAILED: no outputs arrived from the node'
+    for item in received:
+        rendered = views.render(frames[item.index], item.arrays.get('depth'),
+                                item.arrays.get('normals'), item.arrays.get('labels'),
+                                session.labels, meaningless)
+        views.save(out, f'frame_{item.index:02d}', rendered)
+    latencies = sorted(1000 * (r.done - r.sent) for r in received)
+    line = (f'[demo] ok: {len(received)}/{len(frames)} frames, '
+            f'{len(received) / session.seconds:.2f} fps, latency p50 '
+            f'{np.median(latencies):.0f} ms (max {latencies[-1]:.0f} ms), '
+            f'{"RANDOM weights (meaningless)" if meaningless else "official weights"}; '
+            f'views in {out}/')
+    (out / 'summary.txt').write_text(line + '\n')
+    return line

@@ -1,10 +1,12 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """A small player node: publishes frames to the perception node and collects its outputs.
 
-Used by ``tipsv2 demo`` (and the benchmark) to exercise the node over real DDS the way a
-camera driver and a consumer would. Frames go one at a time: the next frame is sent when
-every output of the previous one arrived (or a timeout passed), so none is dropped.
+Used by ``tipsv2 demo`` (``play_to_node``: the node as its own process, as ``ros2 run``
+starts it) to exercise the node over real DDS the way a camera driver and a consumer would.
+Frames go one at a time: the next frame is sent when every output of the previous one
+arrived (or a timeout passed), so none is dropped.
 """
+import subprocess
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -14,6 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
+from tipsv2_ros import processes
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions
 
@@ -28,6 +31,7 @@ class Received(NamedTuple):
     sent: float
     arrays: Dict[str, np.ndarray]
     done: float
+    index: int = 0  # of the frame in the played sequence (frames without outputs are skipped)
 
 
 class Player(Node):
@@ -82,7 +86,7 @@ class Player(Node):
              frame_id: str = 'camera_optical_frame', timeout: float = 120.0) -> List[Received]:
         """Send each RGB frame and collect its outputs; frames without outputs are skipped."""
         received = []
-        for frame in frames:
+        for index, frame in enumerate(frames):
             now = self.get_clock().now()
             msg = conversions.array_to_image(frame, 'rgb8', None)
             msg.header.stamp = now.to_msg()
@@ -97,7 +101,7 @@ class Player(Node):
                 lambda: len(self._inbox.get(stamp, {})) == len(self._outputs), timeout)
             if complete:
                 received.append(Received(stamp, sent, self._inbox.pop(stamp),
-                                         time.perf_counter()))
+                                         time.perf_counter(), index))
             self._inbox.clear()
         return received
 
@@ -114,3 +118,35 @@ def camera_info_from(intrinsics: Dict[str, float], frame_id: str) -> CameraInfo:
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return info
+
+
+class Session(NamedTuple):
+    """What ``play_to_node`` got: the node's labels, the outputs per frame, the wall time."""
+
+    labels: List[str]
+    received: List[Received]
+    seconds: float
+
+
+def play_to_node(params: Dict[str, object], namespace: str, frames: Sequence[np.ndarray],
+                 intrinsics: Dict[str, float], timeout: float) -> Session:
+    """Start the node as its own process, play ``frames`` to it, stop it.
+
+    Raises:
+        RuntimeError: the node did not become ready within ``timeout`` seconds.
+    """
+    node = subprocess.Popen(processes.node_command(params, namespace))
+    rclpy.init()
+    player = Player(namespace)
+    try:
+        print('[demo] waiting for the node to load the model...', flush=True)
+        if not player.wait_ready(timeout) or node.poll() is not None:
+            raise RuntimeError('the node did not start (see its messages above)')
+        names = list(player.labels.class_names)
+        start = time.perf_counter()
+        received = player.play(frames, camera_info_from(intrinsics, 'camera_optical_frame'))
+        return Session(names, received, time.perf_counter() - start)
+    finally:
+        player.destroy_node()
+        rclpy.try_shutdown()
+        processes.stop(node)
