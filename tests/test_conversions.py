@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""tipsv2_ros.ros.conversions on messages built in-process (no DDS)."""
+"""tipsv2_ros.ros.image_decode and .conversions on messages built in-process (no DDS)."""
 import sys
 
 import numpy as np
@@ -10,8 +10,8 @@ from std_msgs.msg import Header
 import torch
 
 from tipsv2_ros import processing
-from tipsv2_ros.ros import conversions
-from tipsv2_ros.ros.conversions import ImageConversionError
+from tipsv2_ros.ros import conversions, image_decode
+from tipsv2_ros.ros.image_decode import ImageConversionError
 
 SIZES = [(1, 1), (3, 5), (479, 641)]
 NATIVE_BIG = sys.byteorder == 'big'
@@ -37,7 +37,7 @@ def _packed_case(encoding, rgb, seed=0):
     h, w, _ = rgb.shape
     alpha = np.full((h, w, 1), 99, np.uint8)
     order = {'rgb': rgb, 'bgr': rgb[..., ::-1], 'grey': rgb[..., :1]}
-    channels, depth, kind = conversions._PACKED[encoding]
+    channels, depth, kind = image_decode._PACKED[encoding]
     pixels = np.concatenate([order[kind], alpha], -1) if channels == 4 else order[kind]
     expected = np.repeat(rgb[..., :1], 3, -1) if kind == 'grey' else rgb
     if depth == 2:  # the low byte must not matter: 16-bit reads as its high byte
@@ -48,11 +48,11 @@ def _packed_case(encoding, rgb, seed=0):
 
 @pytest.mark.parametrize('size', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
 @pytest.mark.parametrize('pad', [0, 7])
-@pytest.mark.parametrize('encoding', list(conversions._PACKED))
+@pytest.mark.parametrize('encoding', list(image_decode._PACKED))
 def test_packed_encodings_are_views(encoding, pad, size):
     pixels, expected = _packed_case(encoding, _rgb(*size))
     msg = _message(encoding, pixels, pad)
-    rgb = conversions.image_to_rgb(msg)
+    rgb = image_decode.image_to_rgb(msg)
     assert rgb.shape == expected.shape and rgb.dtype == np.uint8
     assert np.array_equal(rgb, expected)
     assert np.shares_memory(rgb, np.frombuffer(msg.data, np.uint8))
@@ -67,16 +67,16 @@ def test_packed_encodings_are_views(encoding, pad, size):
 @pytest.mark.parametrize('encoding', ['mono16', 'rgb16', 'bgra16'])
 def test_16_bit_byte_order(encoding, big):
     pixels, expected = _packed_case(encoding, _rgb(3, 5), seed=1)
-    assert np.array_equal(conversions.image_to_rgb(_message(encoding, pixels, 2, big)), expected)
+    assert np.array_equal(image_decode.image_to_rgb(_message(encoding, pixels, 2, big)), expected)
 
 
 def test_views_feed_the_model_input():
     rgb = _rgb(31, 43)
     reference = processing.to_pixel_values(rgb, (28, 28))
-    for encoding in conversions._PACKED:
+    for encoding in image_decode._PACKED:
         if encoding not in ('mono8', 'mono16', '8UC1'):
             msg = _message(encoding, _packed_case(encoding, rgb)[0], pad=3)
-            got = processing.to_pixel_values(conversions.image_to_rgb(msg), (28, 28))
+            got = processing.to_pixel_values(image_decode.image_to_rgb(msg), (28, 28))
             assert torch.equal(got, reference), encoding
 
 
@@ -97,9 +97,9 @@ def test_yuv422(encoding, size):
     rgb = np.repeat(_rgb(h, w // 2), 2, axis=1)
     y, u, v = _yuv(rgb)
     y0, y1, u, v = y[:, 0::2], y[:, 1::2], u[:, 0::2], v[:, 0::2]
-    uyvy = conversions._YUV422[encoding] == 'uyvy'
+    uyvy = image_decode._YUV422[encoding] == 'uyvy'
     macro = np.stack([u, y0, v, y1] if uyvy else [y0, u, y1, v], -1).reshape(h, w, 2)
-    got = conversions.image_to_rgb(_message(encoding, macro, pad=4))
+    got = image_decode.image_to_rgb(_message(encoding, macro, pad=4))
     assert got.shape == (h, w, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - rgb).max() <= 3  # 8-bit YUV quantisation
 
@@ -108,9 +108,9 @@ def test_yuv422_known_colours_and_pixel_order():
     # U Y0 V Y1: video-range white, black, and the two pixels of one pair told apart.
     data = bytes([128, 235, 128, 235, 128, 16, 128, 16, 128, 16, 128, 235])
     msg = Image(height=1, width=6, encoding='uyvy', step=12, data=data)
-    assert conversions.image_to_rgb(msg)[0, :, 0].tolist() == [255, 255, 0, 0, 0, 255]
+    assert image_decode.image_to_rgb(msg)[0, :, 0].tolist() == [255, 255, 0, 0, 0, 255]
     red = Image(height=1, width=2, encoding='yuyv', step=4, data=bytes([81, 90, 81, 240]))
-    assert np.abs(conversions.image_to_rgb(red)[0].astype(int) - [255, 0, 0]).max() <= 2
+    assert np.abs(image_decode.image_to_rgb(red)[0].astype(int) - [255, 0, 0]).max() <= 2
 
 
 def _mosaic(rgb, pattern):
@@ -123,9 +123,9 @@ def _mosaic(rgb, pattern):
 
 
 @pytest.mark.parametrize('size', [(2, 2), (5, 7), (480, 640)], ids=lambda s: f'{s[0]}x{s[1]}')
-@pytest.mark.parametrize('encoding', list(conversions._BAYER))
+@pytest.mark.parametrize('encoding', list(image_decode._BAYER))
 def test_bayer(encoding, size):
-    pattern, depth = conversions._BAYER[encoding]
+    pattern, depth = image_decode._BAYER[encoding]
     h, w = size
     # Constant 2x2 cells come back exactly; an odd last row/column repeats its neighbour.
     cells = _rgb((h + 1) // 2, (w + 1) // 2)
@@ -133,7 +133,7 @@ def test_bayer(encoding, size):
     mosaic = _mosaic(rgb, pattern)
     if depth == 2:
         mosaic = mosaic.astype(np.uint16) << 8 | 0x55
-    got = conversions.image_to_rgb(_message(encoding, mosaic, pad=2))
+    got = image_decode.image_to_rgb(_message(encoding, mosaic, pad=2))
     expected = rgb.copy()
     if h % 2:
         expected[-1] = expected[-2]
@@ -162,7 +162,7 @@ def test_bayer(encoding, size):
 ])
 def test_image_errors(msg, match):
     with pytest.raises(ImageConversionError, match=match):
-        conversions.image_to_rgb(msg)
+        image_decode.image_to_rgb(msg)
     assert issubclass(ImageConversionError, ValueError)
 
 

@@ -16,14 +16,14 @@ official code, the official behaviour is asserted:
    renames, reversed, also hit the vision keys); the official names are ``mlp.fc1``/``fc2``.
    Our loader maps both.
 4. The ConvTranspose kernels are loaded as stored, like transformers (see
-   ``checkpoint.hf_weights`` for the flip option).
+   ``hf_checkpoint.hf_weights`` for the flip option).
 """
 import dataclasses
 
 import pytest
 import torch
 
-from tipsv2_ros.model import checkpoint
+from tipsv2_ros.model import checkpoint, hf_checkpoint
 from tipsv2_ros.model import TINY, TipsV2
 from tipsv2_ros.model.config import DPTConfig, TextConfig, VisionConfig
 
@@ -151,8 +151,8 @@ def test_dense_heads_match(dense):
 
 def test_flip_option_changes_only_conv_transpose(dense):
     arrays = checkpoint.read_arrays(dense[1] / 'model.safetensors')
-    plain = checkpoint.hf_weights(arrays).heads['depth']
-    flipped = checkpoint.hf_weights(arrays, flip_conv_transpose=True).heads['depth']
+    plain = hf_checkpoint.hf_weights(arrays).heads['depth']
+    flipped = hf_checkpoint.hf_weights(arrays, flip_conv_transpose=True).heads['depth']
     changed = sorted(k for k in plain if not torch.equal(plain[k], flipped[k]))
-    assert changed == list(checkpoint.CONV_TRANSPOSE_KEYS)
+    assert changed == list(hf_checkpoint.CONV_TRANSPOSE_KEYS)
     assert torch.equal(flipped[changed[0]], plain[changed[0]].flip(2, 3))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tipsv2_ros import processing
+from tipsv2_ros import colour, processing
 
 
 def _rgb(h, w, seed=0):
@@ -141,25 +141,25 @@ def test_resize_dense_nearest(dtype):
 
 
 def test_colorize_depth():
-    lut = processing._turbo_lut()
+    lut = colour._turbo_lut()
     depth = np.array([[1.0, 3.0, np.nan], [2.0, np.inf, -np.inf]], np.float32)
-    rgb = processing.colorize_depth(depth)
+    rgb = colour.colorize_depth(depth)
     assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
     assert np.array_equal(rgb[0, 0], lut[255]) and np.array_equal(rgb[0, 1], lut[0])
     assert np.array_equal(rgb[1, 0], lut[128])
     assert not rgb[0, 2].any() and not rgb[1, 1:].any()  # invalid is black
     assert lut[255].tolist() == [122, 4, 3] and lut[0].tolist() == [48, 18, 59]  # Turbo's ends
     assert lut[135].tolist() == [183, 247, 53]  # one of its key colours
-    clipped = processing.colorize_depth(np.array([[0.0, 5.0, 10.0]]), 2.0, 6.0)
+    clipped = colour.colorize_depth(np.array([[0.0, 5.0, 10.0]]), 2.0, 6.0)
     assert np.array_equal(clipped[0], lut[[255, 64, 0]])
-    assert not processing.colorize_depth(np.full((2, 2), np.nan)).any()
-    assert np.array_equal(processing.colorize_depth(np.ones((2, 2))), np.broadcast_to(lut[0],
-                                                                                      (2, 2, 3)))
+    assert not colour.colorize_depth(np.full((2, 2), np.nan)).any()
+    assert np.array_equal(colour.colorize_depth(np.ones((2, 2))),
+                          np.broadcast_to(lut[0], (2, 2, 3)))
 
 
 def test_normals_to_rgb():
     normals = np.array([[[-1, -1, -1], [1, 1, 1], [0, 0, 1], [np.nan, 0, 0]]], np.float32)
-    rgb = processing.normals_to_rgb(normals)
+    rgb = colour.normals_to_rgb(normals)
     assert rgb.dtype == np.uint8
     assert rgb.tolist() == [[[0, 0, 0], [255, 255, 255], [128, 128, 255], [0, 128, 128]]]
 
@@ -169,26 +169,26 @@ def test_overlay_labels():
     labels = np.full((4, 5), 255, np.uint8)
     labels[1, 1], labels[2, 3], labels[3, 4] = 0, 1, 3  # 3 wraps to palette[1]
     palette = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
-    assert np.array_equal(processing.overlay_labels(image, labels, palette, 0.0), image)
-    full = processing.overlay_labels(image, labels, palette, 1.0)
+    assert np.array_equal(colour.overlay_labels(image, labels, palette, 0.0), image)
+    full = colour.overlay_labels(image, labels, palette, 1.0)
     assert full[1, 1].tolist() == [255, 0, 0] and full[2, 3].tolist() == [0, 0, 255]
     assert full[3, 4].tolist() == [0, 0, 255]
-    half = processing.overlay_labels(image, labels, palette).astype(int)
+    half = colour.overlay_labels(image, labels, palette).astype(int)
     assert np.abs(half[1, 1] - (image[1, 1] + np.array([255, 0, 0])) / 2).max() <= 0.5
     unlabelled = labels == 255
     assert np.array_equal(half[unlabelled], image[unlabelled])
     with pytest.raises(ValueError, match='must be'):
-        processing.overlay_labels(image, labels[:3], palette)
+        colour.overlay_labels(image, labels[:3], palette)
     with pytest.raises(ValueError, match='alpha'):
-        processing.overlay_labels(image, labels, palette, 1.5)
+        colour.overlay_labels(image, labels, palette, 1.5)
 
 
 def test_label_palette():
-    palette = processing.label_palette(255)
+    palette = colour.label_palette(255)
     assert palette.shape == (255, 3) and palette.dtype == np.uint8
     assert len({tuple(c) for c in palette}) == 255
-    assert np.array_equal(processing.label_palette(10), palette[:10])  # stable as labels grow
-    assert processing.label_palette(0).shape == (0, 3)
+    assert np.array_equal(colour.label_palette(10), palette[:10])  # stable as labels grow
+    assert colour.label_palette(0).shape == (0, 3)
 
 
 K = np.array([[500.0, 0.0, 319.5], [0.0, 450.0, 239.5], [0.0, 0.0, 1.0]])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tipsv2_ros.runtime import parity, triton_dev, triton_repo
+from tipsv2_ros.runtime import parity, triton_contract, triton_dev, triton_repo
 from tipsv2_ros.runtime.base import BackendError
 from tipsv2_ros.runtime.torch_backend import TorchBackend
-from tipsv2_ros.runtime.triton_repo import ServedMismatch as TritonMismatch
+from tipsv2_ros.runtime.triton_contract import ServedMismatch as TritonMismatch
 
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
 PYTHON = triton_dev.pytriton_python()
@@ -48,10 +48,10 @@ def server(tiny_weights, tmp_path_factory):
 
 def _backend(server, model, tasks=TASKS, size=SIZE, log=None, **kwargs):
     from tipsv2_ros.runtime.triton_backend import TritonBackend
-    options = {'served': triton_repo.signature(model, size, tasks),
-               'expected': triton_repo.metadata(model, size, tasks),
+    options = {'served': triton_contract.signature(model, size, tasks),
+               'expected': triton_contract.metadata(model, size, tasks),
                'log': log if log is not None else (lambda text: None), **kwargs}
-    return TritonBackend(server.url, triton_repo.MODEL_NAME, size, tasks, **options)
+    return TritonBackend(server.url, triton_contract.MODEL_NAME, size, tasks, **options)
 
 
 @needs_server
@@ -77,7 +77,7 @@ def test_configuration_mismatches_fail_at_start(server, model):
     with pytest.raises(TritonMismatch, match=r'pixel_values .*\(3, 112, 112\).*\(3, 98, 98\)'
                        r'.*model.input_size'):
         _backend(server, model, size=(98, 98))
-    other = {**triton_repo.metadata(model, SIZE, TASKS), 'tipsv2.vision': '0123'}
+    other = {**triton_contract.metadata(model, SIZE, TASKS), 'tipsv2.vision': '0123'}
     with pytest.raises(TritonMismatch, match='tipsv2.vision.*same image encoder weights'):
         _backend(server, model, expected=other)
     logs = []  # without segmentation other encoder weights only warrant a warning
@@ -87,21 +87,21 @@ def test_configuration_mismatches_fail_at_start(server, model):
 
 
 def test_served_configuration_checks(model):
-    served = triton_repo.signature(model, SIZE, TASKS)
+    served = triton_contract.signature(model, SIZE, TASKS)
     tensor = {'data_type': 'TYPE_FP32'}
     config = {'max_batch_size': 2, 'input': [{**tensor, 'name': 'pixel_values',
                                               'dims': ['3', '112', '112']}],
               'output': [{**tensor, 'name': n, 'dims': [str(d) for d in dims]}
                          for n, dims in served.outputs.items() if n != 'features']}
     with pytest.raises(TritonMismatch, match="no tensor 'features' \\(for segmentation\\)"):
-        triton_repo.check_served(config, served, {}, TASKS, SIZE, 'm')
-    depth_only = triton_repo.signature(model, SIZE, ['depth'])
-    assert triton_repo.check_served(config, depth_only, {}, ['depth'], SIZE, 'm') == (
+        triton_contract.check_served(config, served, {}, TASKS, SIZE, 'm')
+    depth_only = triton_contract.signature(model, SIZE, ['depth'])
+    assert triton_contract.check_served(config, depth_only, {}, ['depth'], SIZE, 'm') == (
         2, [('metadata', 'm publishes no tipsv2.* metadata: whether it runs the same weights '
              'is not checked')])
     with pytest.raises(TritonMismatch, match='does not batch'):
-        triton_repo.check_served({**config, 'max_batch_size': 0}, depth_only, {}, ['depth'],
-                                 SIZE, 'm')
+        triton_contract.check_served({**config, 'max_batch_size': 0}, depth_only, {},
+                                     ['depth'], SIZE, 'm')
 
 
 @needs_server
@@ -109,7 +109,7 @@ def test_missing_model_or_server_degrades_and_retries(server, model):
     from tipsv2_ros.runtime.triton_backend import TritonBackend, TritonUnavailable
     logs = []
     backend = TritonBackend(server.url, 'no_such_model', SIZE, TASKS,
-                            triton_repo.signature(model, SIZE, TASKS), log=logs.append,
+                            triton_contract.signature(model, SIZE, TASKS), log=logs.append,
                             backoff=(0.3, 1.0))
     assert "no ready model 'no_such_model'" in logs[0] and 'starts anyway' in logs[0]
     assert 'not connected' in backend.describe() and not backend.connected
@@ -118,8 +118,8 @@ def test_missing_model_or_server_degrades_and_retries(server, model):
     time.sleep(0.35)
     with pytest.raises(TritonUnavailable, match="no ready model 'no_such_model'"):
         backend.infer(torch.rand(1, 3, *SIZE), {'depth'})
-    gone = TritonBackend(f'127.0.0.1:{triton_dev.free_port()}', triton_repo.MODEL_NAME, SIZE,
-                         TASKS, triton_repo.signature(model, SIZE, TASKS), log=logs.append)
+    gone = TritonBackend(f'127.0.0.1:{triton_dev.free_port()}', triton_contract.MODEL_NAME, SIZE,
+                         TASKS, triton_contract.signature(model, SIZE, TASKS), log=logs.append)
     assert 'is unreachable' in logs[-1]
     start = time.monotonic()
     with pytest.raises(BackendError, match='unreachable'):
@@ -137,7 +137,7 @@ def repository(model, tmp_path_factory):
 
 def test_repository_configs(model, repository):
     from tritonclient.grpc import model_config_pb2
-    name = triton_repo.MODEL_NAME
+    name = triton_contract.MODEL_NAME
     assert sorted(repository.models) == [name, f'{name}_depth', f'{name}_encoder']
     configs = {m: text_format.Parse((folder / 'config.pbtxt').read_text(),
                                     model_config_pb2.ModelConfig())
@@ -151,7 +151,7 @@ def test_repository_configs(model, repository):
     assert [s.model_name for s in steps] == [f'{name}_encoder', f'{name}_depth']
     assert dict(steps[1].input_map) == {t.name: t.name for t in configs[f'{name}_depth'].input}
     assert {k: v.string_value for k, v in ensemble.parameters.items()} == repository.metadata
-    assert repository.metadata['tipsv2.vision'] == triton_repo.vision_id(model)
+    assert repository.metadata['tipsv2.vision'] == triton_contract.vision_id(model)
     for part in ('encoder', 'depth'):
         config = configs[f'{name}_{part}']
         assert config.platform == 'onnxruntime_onnx' and config.max_batch_size == 8
@@ -182,7 +182,7 @@ def test_repository_with_tensorrt_plans(model, repository, tmp_path):
         cache_dir=repository.path.parent / 'cache', log=lambda text: None,
         tensorrt_options={'toolchain': toolchain, **reports})
     assert repo.engine == 'tensorrt (fp16)'
-    name = triton_repo.MODEL_NAME
+    name = triton_contract.MODEL_NAME
     for part in ('encoder', 'depth'):
         folder = repo.models[f'{name}_{part}']
         text = (folder / 'config.pbtxt').read_text()
@@ -205,7 +205,7 @@ def test_repository_serves_on_triton_with_lazy_heads(model, repository, tmp_path
         stats = grpcclient.InferenceServerClient(server.url)
 
         def runs(part):
-            found = stats.get_inference_statistics(f'{triton_repo.MODEL_NAME}_{part}')
+            found = stats.get_inference_statistics(f'{triton_contract.MODEL_NAME}_{part}')
             return found.model_stats[0].execution_count
         with _backend(server, model, tasks=tasks) as backend:
             assert 'shared memory' in backend.describe()  # the server is on this host

@@ -9,6 +9,6 @@ same run, interleaved round by round with the thing measured (``timing.interleav
 - ``flops``: analytic FLOP counts of the encoder and the DPT heads, and the matmul rate.
 - ``references``: the transformers Tipsv2 model on the same weights, other backends.
 - ``table``: rows and the printed table.
-- ``runner``: runs the sections and collects the rows; the DDS part lives in
-  ``tipsv2_ros.ros.bench_e2e`` and is imported only when asked for.
+- ``runner``: runs the sections and collects the rows; the DDS part
+  (``tipsv2_ros.ros.bench_e2e``, ``bench_messages``) is imported only when asked for.
 """

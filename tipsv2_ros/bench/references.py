@@ -2,7 +2,7 @@
 """The reference implementations the benchmark compares against, on the same weights.
 
 transformers' ``Tipsv2DptForDensePrediction`` (a benchmark-only, optional dependency) is
-given our loaded weights through the Hugging Face file layout that ``checkpoint.hf_weights``
+given our loaded weights through the Hugging Face file layout that ``hf_checkpoint.hf_weights``
 reads (the reverse mapping, then ``from_pretrained``), so both sides hold identical tensors.
 It runs its backbone once and the depth and normals heads, like our image path for
 {depth, normals}. Its depth decoder applies a ReLU after ``project`` by default
@@ -15,11 +15,9 @@ from typing import Callable, Dict, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from tipsv2_ros.model.checkpoint import HF_VISION_RENAMES
 from tipsv2_ros.model.config import ModelConfig
+from tipsv2_ros.model.hf_checkpoint import HF_VISION_RENAMES
 from tipsv2_ros.model.tips import TipsV2
-
-HF_TASKS = ('depth', 'normals', 'segmentation')
 
 
 class Reference(NamedTuple):

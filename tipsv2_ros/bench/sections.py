@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 
-from tipsv2_ros import processing
+from tipsv2_ros import colour, processing
 from tipsv2_ros.bench import flops, references
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import interleave, measure, paired_ratio, Samples, timed
@@ -49,12 +49,12 @@ def frame_path(runtime, frame: np.ndarray, label_set, tasks, iterations: int, wa
 
     def views():
         if result.depth is not None:
-            processing.colorize_depth(result.depth, 0.0, view_max)
+            colour.colorize_depth(result.depth, 0.0, view_max)
         if result.normals is not None:
-            processing.normals_to_rgb(result.normals)
+            colour.normals_to_rgb(result.normals)
         if result.labels is not None:
-            processing.overlay_labels(processing.resize_rgb(frame, result.size), result.labels,
-                                      processing.label_palette(len(label_set.names)))
+            colour.overlay_labels(processing.resize_rgb(frame, result.size), result.labels,
+                                  colour.label_palette(len(label_set.names)))
     rows.append(Row.timing(STAGE, 'colour views (depth, normals, segmentation overlay)',
                            measure(views, iterations, warmup)))
     return rows, result

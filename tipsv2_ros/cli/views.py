@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from tipsv2_ros import processing
+from tipsv2_ros import colour, processing
 
 MEANINGLESS = 'RANDOM WEIGHTS - OUTPUT IS MEANINGLESS'
 
@@ -68,15 +68,15 @@ def render(rgb: np.ndarray, depth: Optional[np.ndarray] = None,
     if depth is not None:
         top = float(view_max if view_max else np.nanmax(depth))
         views['depth'] = _caption(
-            Image.fromarray(processing.colorize_depth(depth, 0.0, top)),
+            Image.fromarray(colour.colorize_depth(depth, 0.0, top)),
             f'depth 0-{top:.2f} m (median {np.nanmedian(depth):.2f} m)', meaningless)
     if normals is not None:
-        views['normals'] = _caption(Image.fromarray(processing.normals_to_rgb(normals)),
+        views['normals'] = _caption(Image.fromarray(colour.normals_to_rgb(normals)),
                                     'normals (x,y,z) -> (R,G,B)', meaningless)
     if labels is not None:
-        palette = processing.label_palette(len(label_names))
+        palette = colour.label_palette(len(label_names))
         background = processing.resize_rgb(rgb, labels.shape)
-        overlay = Image.fromarray(processing.overlay_labels(background, labels, palette))
+        overlay = Image.fromarray(colour.overlay_labels(background, labels, palette))
         counts = np.bincount(labels[labels != 255].ravel(), minlength=len(label_names))
         views['segmentation'] = _legend(
             _caption(overlay, 'open-vocabulary segmentation', meaningless),

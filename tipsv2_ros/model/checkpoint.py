@@ -13,7 +13,7 @@ Formats:
 - Scenic DPT ``*_dpt.zip``: a zip of ``.npy`` with Flax ``/`` paths, optionally under
   ``decoder/``; see ``scenic_dpt_table``.
 - Hugging Face ``model.safetensors`` of ``google/tipsv2-*`` and ``google/tipsv2-*-dpt``:
-  see ``hf_weights``.
+  read here, split into parts by ``hf_checkpoint.hf_weights``.
 """
 import os
 import re
@@ -235,77 +235,3 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
         raise CheckpointError(_mismatch_message(what, missing, unexpected, shapes,
                                                 infer_variant(state, kind), expected_variant))
     module.load_state_dict(state, strict=True)
-
-
-# --- Hugging Face safetensors ------------------------------------------------------------------
-
-HF_TOWERS = {'vision_encoder.': 'vision', 'text_encoder.': 'text'}
-# transformers' save_pretrained undoes its renames for the text MLP on the vision MLP too,
-# so files it writes name the vision MLP like the text one.
-HF_VISION_RENAMES = (('.mlp.c_fc.', '.mlp.fc1.'), ('.mlp.c_proj.', '.mlp.fc2.'))
-HF_TASKS = ('depth', 'normals', 'segmentation')
-CONV_TRANSPOSE_KEYS = ('dpt.reassemble.resize_layers.0.weight',
-                       'dpt.reassemble.resize_layers.1.weight')
-
-
-class HFWeights(NamedTuple):
-    """The parts found in one HF ``model.safetensors`` (empty dicts for absent parts)."""
-
-    vision: dict[str, torch.Tensor]
-    text: dict[str, torch.Tensor]
-    temperature: Optional[float]
-    heads: dict[str, dict[str, torch.Tensor]]  # task -> DPT head state dict
-
-
-def hf_key(key: str) -> tuple[str, str]:
-    """Map one HF key to (part, our key); part is 'vision', 'text', a task, or '' (unknown).
-
-    Layout (the one transformers 5.23 reads, google/tipsv2-* after the transformers
-    integration): ``vision_encoder.`` / ``text_encoder.`` + the official PyTorch names, a
-    top-level ``temperature``, and per DPT task ``{task}_head.`` + the official decoder names
-    without ``dpt.``, the final Linear as ``{task}_head.{task}_head.``.
-    """
-    for prefix, part in HF_TOWERS.items():
-        if key.startswith(prefix):
-            name = key[len(prefix):]
-            for old, new in HF_VISION_RENAMES if part == 'vision' else ():
-                name = name.replace(old, new)
-            return part, name
-    for task in HF_TASKS:
-        final, prefix = f'{task}_head.{task}_head.', f'{task}_head.'
-        if key.startswith(final):
-            return task, 'head.' + key[len(final):]
-        if key.startswith(prefix):
-            return task, 'dpt.' + key[len(prefix):]
-    return '', key
-
-
-def hf_weights(arrays: Mapping[str, np.ndarray], flip_conv_transpose: bool = False
-               ) -> HFWeights:
-    """Split an HF ``model.safetensors`` into tower and head state dicts.
-
-    Args:
-        arrays: the file's arrays (``read_arrays``).
-        flip_conv_transpose: rotate the two ConvTranspose kernels by 180 degrees. transformers
-            5.23 loads them as stored, which is what this targets; a third-party port
-            (mlx-swift-tips) reports that revisions before the transformers integration hold
-            them unrotated, as converted from Flax, and need the flip.
-    """
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    temperature, unknown = None, []
-    for key, value in arrays.items():
-        if key in TEMPERATURE_KEYS:
-            temperature = float(value)
-            continue
-        part, name = hf_key(key)
-        if not part:
-            unknown.append(key)
-            continue
-        tensor = to_tensor(value)
-        if flip_conv_transpose and part in HF_TASKS and name in CONV_TRANSPOSE_KEYS:
-            tensor = tensor.flip(2, 3)
-        parts.setdefault(part, {})[name] = tensor
-    if unknown:
-        raise CheckpointError(
-            f'keys outside the Hugging Face TIPSv2 layout: {sorted(unknown)[:8]}')
-    return HFWeights(parts.pop('vision', {}), parts.pop('text', {}), temperature, parts)

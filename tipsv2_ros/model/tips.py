@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from tipsv2_ros.model import checkpoint, config_file
+from tipsv2_ros.model import checkpoint, config_file, hf_checkpoint
 from tipsv2_ros.model.config import ModelConfig, resolve_config
 from tipsv2_ros.model.dpt import DenseHead, HEADS
 from tipsv2_ros.model.image_path import ImagePath, TASKS
@@ -169,15 +169,15 @@ class _Reader:
     """Reads each file once, although one HF file may hold several parts."""
 
     def __init__(self) -> None:
-        self._hf: dict[str, checkpoint.HFWeights] = {}
+        self._hf: dict[str, hf_checkpoint.HFWeights] = {}
 
-    def hf(self, path: PathLike) -> Optional[checkpoint.HFWeights]:
+    def hf(self, path: PathLike) -> Optional[hf_checkpoint.HFWeights]:
         """Return the parts of an HF ``.safetensors`` file, or None for another format."""
         key = os.fspath(path)
         if not key.endswith('.safetensors'):
             return None
         if key not in self._hf:
-            self._hf[key] = checkpoint.hf_weights(checkpoint.read_arrays(path))
+            self._hf[key] = hf_checkpoint.hf_weights(checkpoint.read_arrays(path))
         return self._hf[key]
 
     def text(self, path: PathLike) -> tuple[dict, Optional[float]]:

@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""The DDS half of ``tipsv2 bench``: message stages, and the node end to end.
+"""The DDS half of ``tipsv2 bench``: the node end to end (the message stages: `bench_messages`).
 
 The node runs as its own process, started the way a user starts it (``tipsv2 node`` with the
 package's default parameter file, the weights and backend given with ``-p``). A client node
@@ -22,10 +22,9 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from tipsv2_ros import processes
-from tipsv2_ros import processing
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
-from tipsv2_ros.bench.timing import measure, paired_ratio, Samples, timed
-from tipsv2_ros.ros import conversions
+from tipsv2_ros.bench.timing import paired_ratio, Samples, timed
+from tipsv2_ros.ros import bench_messages, conversions
 from tipsv2_ros.ros.player import camera_info_from
 from tipsv2_ros.srv import SetLabels
 
@@ -87,64 +86,6 @@ class BenchClient(Node):
                                timeout):
             return None
         return (max(self.arrivals.pop(stamp).values()) - stamp) / 1e9
-
-
-def message_stages(result, frame: np.ndarray, label_set, iterations: int, warmup: int,
-                   info: CameraInfo) -> List[Row]:
-    """Image -> array, building the output messages, publishing them (this process)."""
-    node = Node('tipsv2_bench_messages')
-    try:
-        incoming = conversions.array_to_image(frame, 'rgb8', None)
-        arrays = _outputs(result, frame, label_set)
-
-        def build():
-            msgs = [conversions.array_to_image(a, enc, incoming.header) for a, enc in arrays]
-            msgs.append(conversions.scaled_camera_info(info, result.size, incoming.header))
-            return msgs
-        built = build()
-        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        pubs = [node.create_publisher(type(m), f'{NAMESPACE}_messages/out{i}', qos)
-                for i, m in enumerate(built)]
-        subs = [node.create_subscription(type(m), f'{NAMESPACE}_messages/out{i}',
-                                         lambda msg: None, qos) for i, m in enumerate(built)]
-        for pub in pubs:  # one matched subscriber each, as the node has with a consumer
-            end = time.monotonic() + 5.0
-            while pub.get_subscription_count() == 0 and time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.01)
-
-        def publish():
-            for pub, msg in zip(pubs, built):
-                pub.publish(msg)
-            rclpy.spin_once(node, timeout_sec=0)
-        size = f'{frame.shape[1]}x{frame.shape[0]}'
-        rows = [
-            Row.timing(SECTIONS[0], f'message to array (rgb8 {size} Image -> numpy view)',
-                       measure(lambda: conversions.image_to_rgb(incoming), iterations, warmup)),
-            Row.timing(SECTIONS[0], f'message creation ({len(built)} messages)',
-                       measure(build, iterations, warmup)),
-            Row.timing(SECTIONS[0], f'publish ({len(built)} messages, 1 subscriber each)',
-                       measure(publish, iterations, warmup),
-                       note='subscriber in this process: DDS delivery, no network'),
-        ]
-        del subs
-        return rows
-    finally:
-        node.destroy_node()
-
-
-def _outputs(result, frame, label_set):
-    """Return the arrays CameraIO.publish turns into messages, with their encodings."""
-    out = []
-    if result.depth is not None:
-        out += [(result.depth, '32FC1'), (processing.colorize_depth(result.depth, 0, 10), 'rgb8')]
-    if result.normals is not None:
-        out += [(result.normals, '32FC3'), (processing.normals_to_rgb(result.normals), 'rgb8')]
-    if result.labels is not None:
-        palette = processing.label_palette(len(label_set.names))
-        overlay = processing.overlay_labels(processing.resize_rgb(frame, result.size),
-                                            result.labels, palette)
-        out += [(result.labels, 'mono8'), (result.confidence, 'mono8'), (overlay, 'rgb8')]
-    return out
 
 
 def end_to_end(params: Dict[str, object], tasks, frame: np.ndarray,
@@ -270,7 +211,7 @@ def run(sections, **kwargs) -> List[Row]:
         rclpy.init()
     try:
         if 'stages' in sections:
-            rows += message_stages(*kwargs['message_args'])
+            rows += bench_messages.message_stages(*kwargs['message_args'])
         if sections & {'e2e', 'P3', 'P6', 'P7'}:
             rows += end_to_end(**kwargs['e2e_args'])
     finally:

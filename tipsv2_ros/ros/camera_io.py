@@ -12,7 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from tipsv2_ros import processing
+from tipsv2_ros import colour, processing
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions
 from tipsv2_ros.runtime.labels import LabelSet
@@ -117,7 +117,7 @@ class CameraIO:
                     conversions.array_to_image(result.normals, '32FC3', header))
             if self._wanted('normals/colored'):
                 self.pubs['normals/colored'].publish(conversions.array_to_image(
-                    processing.normals_to_rgb(result.normals), 'rgb8', header))
+                    colour.normals_to_rgb(result.normals), 'rgb8', header))
         if result.labels is not None:
             if self._wanted('segmentation/labels'):
                 self.pubs['segmentation/labels'].publish(
@@ -127,9 +127,9 @@ class CameraIO:
                     conversions.array_to_image(result.confidence, 'mono8', header))
             if self._wanted('segmentation/colored'):
                 background = processing.resize_rgb(frame, result.size)
-                palette = processing.label_palette(len(result.label_set.names))
+                palette = colour.label_palette(len(result.label_set.names))
                 self.pubs['segmentation/colored'].publish(conversions.array_to_image(
-                    processing.overlay_labels(background, result.labels, palette), 'rgb8',
+                    colour.overlay_labels(background, result.labels, palette), 'rgb8',
                     header))
 
     def _publish_depth(self, result, header, view_max, warn, image_size) -> None:
@@ -138,7 +138,7 @@ class CameraIO:
                 conversions.array_to_image(result.depth, '32FC1', header))
         if self._wanted('depth/colored'):
             self.pubs['depth/colored'].publish(conversions.array_to_image(
-                processing.colorize_depth(result.depth, 0.0, view_max), 'rgb8', header))
+                colour.colorize_depth(result.depth, 0.0, view_max), 'rgb8', header))
         info = self.camera_info
         if info is None:
             return

@@ -6,7 +6,8 @@ camera, the set_labels service, parameters, timers); one worker thread runs infe
 the latest frames and publishes. Labels are embedded on one text thread (the service or
 parameter callback waits for it), off the frame path, and the worker adopts the new
 LabelSet between two frames: no frame mixes label sets, and label info is published by the
-same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`.
+same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`; the
+set_labels service and parameter changes: `reconfigure`.
 """
 from concurrent.futures import ThreadPoolExecutor
 import json
@@ -14,25 +15,24 @@ import re
 import threading
 import time
 
-from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from tipsv2_ros.ros import conversions, params as node_params
+from tipsv2_ros.ros import image_decode, params as node_params
 from tipsv2_ros.ros.camera_io import CameraIO
+from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
 from tipsv2_ros.runtime import factory
-from tipsv2_ros.runtime.labels import LabelError
 from tipsv2_ros.srv import SetLabels
 
 
 NODE_NAME = 'tipsv2_perception'
 
 
-class PerceptionNode(Node):
+class PerceptionNode(ReconfigureMixin, Node):
     """Depth, surface normals and open-vocabulary segmentation from one TIPSv2 encoder."""
 
     def __init__(self, runtime=None, labels=None, **kwargs):
@@ -106,13 +106,6 @@ class PerceptionNode(Node):
             self._adopt_labels(label_set)
         return [(c, msg) for c in self.cameras if (msg := c.take()) is not None]
 
-    def _adopt_labels(self, label_set) -> None:
-        self._labels = label_set
-        self.stats['label_generation'] = label_set.generation
-        stamp = self.get_clock().now().to_msg()
-        for camera in self.cameras:
-            camera.publish_labels(label_set, self.params['segmentation.threshold'], stamp)
-
     def _work(self) -> None:
         next_time = 0.0
         while not self._stop:
@@ -149,7 +142,7 @@ class PerceptionNode(Node):
                 continue
             self._check_stamp(camera, msg)
             try:
-                frame = conversions.image_to_rgb(msg)
+                frame = image_decode.image_to_rgb(msg)
             except ValueError as error:
                 self.stats['bad_frames'] += 1
                 self._warn(f'bad:{camera.prefix}', f'{camera.image_topic}: frame dropped: '
@@ -191,75 +184,6 @@ class PerceptionNode(Node):
     def _warn(self, key: str, text: str) -> None:
         """Warn with one budget per kind of problem: numbers are folded out of the key."""
         self._throttle.warn(f'{key}:{re.sub(r"[0-9.]+", "#", text)[:160]}', text)
-
-    # --- labels and parameters --------------------------------------------------------
-    def _on_set_labels(self, request, response):
-        templates = list(request.templates) or list(self._labels.templates)
-        try:
-            label_set = self._build_labels(list(request.labels), templates)
-        except LabelError as error:
-            response.success, response.message = False, f'labels unchanged: {error}'
-            current = self._pending_labels or self._labels
-        except Exception as error:  # e.g. out of memory while encoding
-            response.success = False
-            response.message = f'labels unchanged: text encoding failed: {error!r}'
-            current = self._pending_labels or self._labels
-        else:
-            self._set_labels(label_set)
-            response.success = True
-            response.message = f'{len(label_set.names)} labels active from the next frame'
-            current = label_set
-        response.class_ids = list(range(len(current.names)))
-        response.class_names = list(current.names)
-        if not response.success:
-            self._warn('set_labels', response.message)
-        return response
-
-    def _build_labels(self, labels, templates):
-        return self._text.submit(self.runtime.labels.build, labels, templates).result()
-
-    def _set_labels(self, label_set) -> None:
-        """Hand ``label_set`` to the worker; None re-publishes the current label info."""
-        with self._wake:
-            current = self._pending_labels or self._labels
-            if label_set is None:
-                label_set = current
-            elif label_set.generation < current.generation:
-                return  # the service and a parameter change raced: the later request wins
-            self._pending_labels = label_set
-            self._wake.notify()
-
-    def _on_set_parameters(self, parameters):
-        changes = {}
-        for param in parameters:
-            if param.name not in node_params.SPECS:
-                continue
-            problem = node_params.check(param.name, param.value)
-            if problem:
-                return self._refuse(problem)
-            changes[param.name] = param.value
-        label_set = None
-        if 'labels' in changes or 'templates' in changes:
-            current = self._pending_labels or self._labels
-            try:
-                label_set = self._build_labels(changes.get('labels', current.names),
-                                               changes.get('templates', current.templates))
-            except LabelError as error:
-                return self._refuse(str(error))
-            except Exception as error:  # e.g. out of memory while encoding: refuse, serve on
-                return self._refuse(f'text encoding failed: {error!r}')
-        # The snapshot before the hand-over: the worker reads the threshold from it when it
-        # publishes the label info.
-        self.params = self.params.updated(changes)
-        if label_set is not None:
-            self._set_labels(label_set)
-        elif 'segmentation.threshold' in changes:
-            self._set_labels(None)  # re-publish label info with the new threshold
-        return SetParametersResult(successful=True)
-
-    def _refuse(self, reason: str) -> SetParametersResult:
-        self._warn('param', f'parameter change refused: {reason}')
-        return SetParametersResult(successful=False, reason=reason)
 
     # --- health -----------------------------------------------------------------------
     def _on_status(self) -> None:

@@ -7,6 +7,9 @@ resize) but would need the resize on the server, with per-camera sizes in one ba
 outputs that no longer match the local backends bit for bit; the node's resize is cheap.
 Only the outputs of the asked tasks are requested: the ensemble of ``triton_repo.py`` runs
 no head nobody asked for. On the same host, tensors go through system shared memory.
+The tritonclient calls themselves (connection, shared memory, reading errors) are in
+``triton_transport.py``; the served contract checked at connection, in
+``triton_contract.py``.
 
 Failures never stop the node: a server that is down (at start-up or later) or a model that
 is not loaded makes each frame fail at once with a BackendError that says so, while the
@@ -14,7 +17,6 @@ backend reconnects with exponential backoff; a server serving another model (inp
 outputs, variant, weights) is a configuration error, raised at start-up.
 """
 import logging
-import os
 import threading
 import time
 from typing import Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
@@ -24,112 +26,21 @@ import torch
 import tritonclient.utils as triton_utils
 
 from tipsv2_ros.model.image_path import DenseOutputs
-from tipsv2_ros.runtime import triton_repo
+from tipsv2_ros.runtime import triton_contract
 from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime.triton_transport import (Client, describe_error, is_gone,
+                                                 SharedMemory)
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
-# Seconds a (re)connection check may take: an unreachable host must not hold the frame thread
-# for a whole inference timeout at every attempt.
-CHECK_TIMEOUT = 2.0
-# gRPC statuses that mean "no server there (any more)": reconnect with backoff.
-_GONE = ('UNAVAILABLE', 'DEADLINE_EXCEEDED', 'CANCELLED', 'NOT_FOUND')
 
 
 class TritonUnavailable(BackendError):
     """The server or the model cannot be reached now; the backend keeps retrying."""
 
 
-TritonMismatch = triton_repo.ServedMismatch
-
-
-class _Client:
-    """The few calls used, over gRPC (default) or HTTP (``http://host:port``)."""
-
-    def __init__(self, url: str, timeout: float):
-        self.http = url.startswith('http://')
-        address = url.split('://', 1)[-1]
-        if self.http:
-            try:
-                import tritonclient.http as module
-            except ImportError as error:
-                raise BackendError(f'triton.url {url}: HTTP needs pip install '
-                                   f'"tritonclient[http]" ({error}); or use gRPC') from None
-            self.client = module.InferenceServerClient(
-                address, connection_timeout=min(timeout, CHECK_TIMEOUT), network_timeout=timeout)
-            self.kw = self.check = {}
-        else:
-            import tritonclient.grpc as module
-            self.client = module.InferenceServerClient(address)
-            self.kw = {'client_timeout': timeout}
-            self.check = {'client_timeout': min(timeout, CHECK_TIMEOUT)}
-        self.module = module
-
-    def live(self) -> bool:
-        return self.client.is_server_live(**self.check)
-
-    def ready(self, name: str) -> bool:
-        return self.client.is_model_ready(name, **self.check)
-
-    def ready_models(self) -> str:
-        try:
-            if self.http:
-                index = self.client.get_model_repository_index()
-            else:
-                index = self.client.get_model_repository_index(as_json=True, **self.check)
-                index = index.get('models', [])
-        except triton_utils.InferenceServerException:  # this API may need a token
-            return 'not listed by the server'
-        return ', '.join(sorted(m['name'] for m in index if m.get('state') == 'READY')) or 'none'
-
-    def config(self, name: str) -> dict:
-        if self.http:
-            return self.client.get_model_config(name)
-        return self.client.get_model_config(name, as_json=True, **self.check)['config']
-
-    def output(self, name: str):
-        if self.http:
-            return self.module.InferRequestedOutput(name, binary_data=True)
-        return self.module.InferRequestedOutput(name)
-
-    def shape(self, result, name: str) -> Tuple[int, ...]:
-        meta = result.get_output(name)  # gRPC: a protobuf (its as_json returns None in 2.73)
-        return tuple(int(d) for d in (meta['shape'] if self.http else meta.shape))
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class _SharedMemory:
-    """One input and one output region in /dev/shm, registered with the server."""
-
-    def __init__(self, client: _Client, in_bytes: int, out_bytes: int):
-        from tritonclient.utils import shared_memory
-        self.shm, self.client, self.handles = shared_memory, client, {}
-        tag = f'tipsv2_{os.getpid()}_{id(self):x}'
-        try:
-            for part, size in (('in', in_bytes), ('out', out_bytes)):
-                name = f'{tag}_{part}'
-                self.handles[part] = (name, size, shared_memory.create_shared_memory_region(
-                    name, '/' + name, size))
-                client.client.register_system_shared_memory(name, '/' + name, size,
-                                                            **client.kw)
-        except Exception:
-            self.close()
-            raise
-
-    def fits(self, in_bytes: int, out_bytes: int) -> bool:
-        return self.handles['in'][1] >= in_bytes and self.handles['out'][1] >= out_bytes
-
-    def close(self) -> None:
-        for name, _, handle in self.handles.values():
-            try:
-                self.client.client.unregister_system_shared_memory(name, **self.client.kw)
-            except Exception:  # the server may be gone; its registry went with it
-                pass
-            self.shm.destroy_shared_memory_region(handle)
-        self.handles = {}
+TritonMismatch = triton_contract.ServedMismatch
 
 
 class TritonBackend(Backend):
@@ -140,8 +51,8 @@ class TritonBackend(Backend):
         model_name: the ensemble (or PyTriton model) serving the image path.
         input_size: the (H, W) this node resizes to; the server's input must match.
         tasks: the tasks that may be asked for; the server must produce their outputs.
-        served: the expected tensors (``triton_repo.signature``).
-        expected: the expected ``tipsv2.*`` metadata (``triton_repo.metadata``).
+        served: the expected tensors (``triton_contract.signature``).
+        expected: the expected ``tipsv2.*`` metadata (``triton_contract.metadata``).
         device: where inputs come from and outputs are put.
         timeout: seconds a request may take before it counts as a lost server.
         shared_memory: 'auto' (on a loopback URL), 'on' or 'off'.
@@ -152,7 +63,7 @@ class TritonBackend(Backend):
     name = 'triton'
 
     def __init__(self, url: str, model_name: str, input_size: Tuple[int, int],
-                 tasks: Iterable[str], served: triton_repo.Signature,
+                 tasks: Iterable[str], served: triton_contract.Signature,
                  expected: Optional[Mapping[str, str]] = None, device='cpu',
                  timeout: float = 10.0, shared_memory: str = 'auto',
                  backoff: Tuple[float, float] = (0.5, 8.0),
@@ -166,8 +77,8 @@ class TritonBackend(Backend):
         self._want_shm = shared_memory == 'on' or (shared_memory == 'auto' and host in LOOPBACK)
         self._backoff, self._delay = backoff, backoff[0]
         self._lock = threading.Lock()
-        self._client: Optional[_Client] = None
-        self._shm: Optional[_SharedMemory] = None
+        self._client: Optional[Client] = None
+        self._shm: Optional[SharedMemory] = None
         self._retry_at, self._error, self._warned = 0.0, '', set()
         self.max_batch = 1
         try:
@@ -180,7 +91,7 @@ class TritonBackend(Backend):
     # --- connection -----------------------------------------------------------------
     def _connect(self) -> None:
         self._disconnect()
-        client = _Client(self.url, self.timeout)
+        client = Client(self.url, self.timeout)
         try:
             try:
                 client.live()
@@ -192,8 +103,8 @@ class TritonBackend(Backend):
                 config = client.config(self.model_name)
             except (triton_utils.InferenceServerException, OSError) as error:
                 raise TritonUnavailable(f'Triton server {self.url} is unreachable '
-                                        f'({_describe(error)})') from None
-            self.max_batch, warnings = triton_repo.check_served(
+                                        f'({describe_error(error)})') from None
+            self.max_batch, warnings = triton_contract.check_served(
                 config, self.served, self.expected, self.tasks, self.input_size,
                 f'Triton model {self.model_name!r} on {self.url}')
             for key, text in warnings:
@@ -218,15 +129,15 @@ class TritonBackend(Backend):
             self._client.close()
         self._shm = self._client = None
 
-    def _shared_memory(self, client: _Client, batch: int) -> Optional[_SharedMemory]:
+    def _shared_memory(self, client: Client, batch: int) -> Optional[SharedMemory]:
         in_bytes = 4 * batch * int(np.prod(self.served.pixel_values))
         out_bytes = 4 * batch * sum(int(np.prod(d)) for d in self.served.outputs.values())
         try:
-            return _SharedMemory(client, in_bytes, out_bytes)
+            return SharedMemory(client, in_bytes, out_bytes)
         except Exception as error:  # e.g. a server in a container without a shared /dev/shm
             self._want_shm = False
             self._warn_once('shm', f'shared memory with {self.url} is not possible '
-                            f'({_describe(error)}); tensors go over the network')
+                            f'({describe_error(error)}); tensors go over the network')
             return None
 
     def _warn_once(self, key: str, text: str) -> None:
@@ -239,7 +150,7 @@ class TritonBackend(Backend):
         tasks = check_tasks(tasks)
         if not tasks <= self.tasks:
             raise ValueError(f'tasks {sorted(tasks - self.tasks)} were not enabled')
-        names = [triton_repo.OUTPUTS[t] for t in triton_repo.OUTPUTS if t in tasks]
+        names = [triton_contract.OUTPUTS[t] for t in triton_contract.OUTPUTS if t in tasks]
         pixels = pixel_values.detach().to('cpu', torch.float32).contiguous().numpy()
         with self._lock:
             if self._client is None:
@@ -269,7 +180,7 @@ class TritonBackend(Backend):
             self._shm.close()
             self._shm = self._shared_memory(client, batch)
         shm = self._shm
-        inputs = [client.module.InferInput(triton_repo.INPUT, list(pixels.shape), 'FP32')]
+        inputs = [client.module.InferInput(triton_contract.INPUT, list(pixels.shape), 'FP32')]
         outputs, offsets, offset = [client.output(n) for n in names], {}, 0
         if shm is not None:
             name_in, _, handle_in = shm.handles['in']
@@ -284,15 +195,15 @@ class TritonBackend(Backend):
         try:
             result = client.client.infer(self.model_name, inputs, outputs=outputs, **client.kw)
         except (triton_utils.InferenceServerException, OSError) as error:
-            if _gone(error):
+            if is_gone(error):
                 lost = TritonUnavailable(f'lost the Triton server {self.url} '
-                                         f'({_describe(error)})')
+                                         f'({describe_error(error)})')
                 self._failed(lost)
                 self._log(f'WARNING: {lost}; frames fail until it is back (reconnecting '
                           'with backoff)')
                 raise lost from None
             raise BackendError(f'Triton model {self.model_name!r} on {self.url} failed: '
-                               f'{_describe(error)}') from None
+                               f'{describe_error(error)}') from None
         if shm is None:
             return {n: result.as_numpy(n) for n in names}
         handle_out = shm.handles['out'][2]
@@ -314,17 +225,3 @@ class TritonBackend(Backend):
     def close(self) -> None:
         with self._lock:
             self._disconnect()
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, triton_utils.InferenceServerException):
-        status = str(error.status() or '').replace('StatusCode.', '')
-        return f'{status}: {error.message()}' if status else str(error.message())
-    return f'{type(error).__name__}: {error}'
-
-
-def _gone(error: Exception) -> bool:
-    if isinstance(error, OSError):
-        return True
-    text = f'{error.status()} {error.message()}'
-    return any(s in text for s in _GONE) or 'shared memory' in text

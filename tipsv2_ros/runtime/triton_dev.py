@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import urllib.error
 import urllib.request
 
-MODEL_NAME = 'tipsv2_image_path'  # triton_repo.MODEL_NAME, without importing torch here
+MODEL_NAME = 'tipsv2_image_path'  # triton_contract.MODEL_NAME, without importing torch here
 _PARENT_ONLY = ('_ROS_WHEELS_BOOTSTRAP_COMPLETE', 'LD_LIBRARY_PATH', 'LD_PRELOAD', 'PYTHONPATH',
                 'PYTHONHOME', 'VIRTUAL_ENV')
 

@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""A Triton Inference Server model repository for the image path, and what it serves.
+"""A Triton Inference Server model repository for the image path: its files and configs.
 
 The repository holds one model per exported part (``<name>_encoder``, ``<name>_depth``,
 ``<name>_normals``: ONNX Runtime, or TensorRT plans on a GPU host) and one ensemble
@@ -9,42 +9,27 @@ run; Triton prunes the ensemble steps whose outputs nobody asked for, so heads s
 across the wire and the intermediate layers never leave the server.
 
 The ensemble's ``parameters`` carry the metadata a client checks before trusting the
-outputs (variant, input size, an id of the image-encoder weights). The parts are the
-parity-gated files of ``export.py`` (and ``TensorRTBackend.build`` for plans).
+outputs (variant, input size, an id of the image-encoder weights); the tensors and that
+metadata are the contract of ``triton_contract.py``. The parts are the parity-gated files of
+``export.py`` (and ``TensorRTBackend.build`` for plans).
 """
 import logging
 import pathlib
 import shutil
 import tempfile
-from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from tipsv2_ros import processing
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime import cache, export
+from tipsv2_ros.runtime import export
 from tipsv2_ros.runtime.base import BackendError, check_tasks
+from tipsv2_ros.runtime.triton_contract import (Dims, INPUT, metadata, MODEL_NAME, OUTPUTS,
+                                                Signature, signature)
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = 'tipsv2_image_path'
-INPUT = 'pixel_values'
-OUTPUTS = {'depth': 'depth', 'normals': 'normals', 'segmentation': 'features'}
-METADATA_FORMAT = '1'
 ENGINES = {'onnx': ('onnxruntime_onnx', 'model.onnx'), 'tensorrt': ('tensorrt_plan', 'model.plan')}
-Dims = Tuple[int, ...]
-
-
-class ServedMismatch(BackendError):
-    """A server serves something else than the local model; a configuration error."""
-
-
-class Signature(NamedTuple):
-    """The ensemble's tensors, dims without the batch axis (all FP32)."""
-
-    pixel_values: Dims  # (3, H, W)
-    outputs: Dict[str, Dims]  # output name -> dims, for the enabled tasks
 
 
 class Repository(NamedTuple):
@@ -54,84 +39,6 @@ class Repository(NamedTuple):
     models: Dict[str, pathlib.Path]  # model name -> its folder
     engine: str  # 'onnx', or 'tensorrt (<precision>)'
     metadata: Dict[str, str]
-
-
-def signature(model: TipsV2, input_size: Sequence[int], tasks: Iterable[str]) -> Signature:
-    """Return the tensors of the served image path (shapes follow from the configuration)."""
-    tasks, (height, width) = check_tasks(tasks), tuple(input_size)
-    patch, dim = model.config.vision.patch_size, model.config.vision.embed_dim
-    out_h, out_w = processing.decoder_size((height, width))
-    dims = {'depth': (1, out_h, out_w), 'normals': (3, out_h, out_w),
-            'segmentation': (height // patch, width // patch, dim)}
-    return Signature((3, height, width),
-                     {OUTPUTS[t]: dims[t] for t in ('depth', 'normals', 'segmentation')
-                      if t in tasks})
-
-
-def vision_id(model: TipsV2) -> str:
-    """Identify the image encoder's weights (zero-shot features must match the text tower)."""
-    return cache.tensors_id(model.vision)[:16]
-
-
-def metadata(model: TipsV2, input_size: Sequence[int], tasks: Iterable[str]) -> Dict[str, str]:
-    """Return the ``tipsv2.*`` parameters a server publishes and a client checks."""
-    height, width = tuple(input_size)
-    return {'tipsv2.format': METADATA_FORMAT, 'tipsv2.variant': model.config.name,
-            'tipsv2.input_size': f'{height}x{width}',
-            'tipsv2.tasks': ','.join(t for t in OUTPUTS if t in check_tasks(tasks)),
-            'tipsv2.vision': vision_id(model)}
-
-
-def check_served(config: Mapping, served: Signature, expected: Mapping[str, str],
-                 tasks: Iterable[str], input_size: Sequence[int], where: str
-                 ) -> Tuple[int, List[Tuple[str, str]]]:
-    """Check a served model's configuration (as Triton reports it) against the local model.
-
-    Args:
-        config: the model configuration, JSON-like (``get_model_config``).
-        served: the tensors the local model needs (``signature``).
-        expected: the local ``metadata``.
-        tasks: the local tasks.
-        input_size: the local (H, W).
-        where: how messages name the served model.
-
-    Returns:
-        (max_batch_size, [(key, warning)]).
-
-    Raises:
-        ServedMismatch: a tensor is missing or shaped differently, the model does not batch,
-            or it serves another variant (or, with segmentation, other encoder weights).
-    """
-    tensors = {t['name']: t for t in config.get('input', []) + config.get('output', [])}
-    task_of = {o: t for t, o in OUTPUTS.items()}
-    for name, dims in {INPUT: served.pixel_values, **served.outputs}.items():
-        found = tensors.get(name)
-        if found is None:
-            raise ServedMismatch(f'{where} has no tensor {name!r} (for {task_of[name]}): '
-                                 'serve a repository written for this task')
-        got = tuple(int(d) for d in found.get('dims', ()))
-        if got != dims or found.get('data_type') != 'TYPE_FP32':
-            hint = ('serve a {}x{} repository or set model.input_size to the served size'
-                    .format(*input_size) if name == INPUT else 'another variant?')
-            raise ServedMismatch(f'{where}: {name} is {found.get("data_type")} {got}, here '
-                                 f'TYPE_FP32 {dims} is expected ({hint})')
-    max_batch = int(config.get('max_batch_size', 0))
-    if max_batch < 1:
-        raise ServedMismatch(f'{where} does not batch (max_batch_size 0): its tensors need a '
-                             'batch axis')
-    published = {k: v.get('string_value', '') for k, v in config.get('parameters', {}).items()}
-    if not any(k.startswith('tipsv2.') for k in published):
-        return max_batch, [('metadata', f'{where} publishes no tipsv2.* metadata: whether it '
-                            'runs the same weights is not checked')]
-    warnings = []
-    for key in ('tipsv2.variant', 'tipsv2.vision'):
-        if key in expected and published.get(key) != expected[key]:
-            text = f'{where} serves {key} {published.get(key)!r}, here {expected[key]!r}'
-            if key == 'tipsv2.variant' or 'segmentation' in set(tasks):
-                raise ServedMismatch(f'{text}: serve the same image encoder weights (the '
-                                     'zero-shot features meet the local text encoder)')
-            warnings.append((key, f'{text}; depth and normals are those of the server'))
-    return max_batch, warnings
 
 
 def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],

@@ -29,7 +29,7 @@ import sysconfig
 import tempfile
 from typing import Optional, Sequence
 
-MODEL_NAME = 'tipsv2_image_path'  # triton_repo.MODEL_NAME, without importing torch here
+MODEL_NAME = 'tipsv2_image_path'  # triton_contract.MODEL_NAME, without importing torch here
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 # The Python-backend model that stands in for Triton's onnxruntime backend (--repository).
 ONNX_MODEL_PY = '''\
@@ -100,7 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from tipsv2_ros.model.tips import TipsV2
-    from tipsv2_ros.runtime import triton_repo
+    from tipsv2_ros.runtime import triton_contract
     from tipsv2_ros.runtime.torch_backend import TorchBackend
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,8 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tasks = [t for t, on in (('depth', args.depth_head), ('normals', args.normals_head),
                              ('segmentation', not args.no_segmentation)) if on]
     backend = TorchBackend(model, size, tasks)
-    served = triton_repo.signature(model, size, tasks)
-    serve(backend, served, triton_repo.metadata(model, size, tasks), args)
+    served = triton_contract.signature(model, size, tasks)
+    serve(backend, served, triton_contract.metadata(model, size, tasks), args)
     return 0
 
 
@@ -168,8 +168,8 @@ def serve(backend, served, info, args) -> None:
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     import torch
 
-    from tipsv2_ros.runtime import triton_repo
-    task_of = {output: task for task, output in triton_repo.OUTPUTS.items()}
+    from tipsv2_ros.runtime import triton_contract
+    task_of = {output: task for task, output in triton_contract.OUTPUTS.items()}
 
     def infer(requests):
         # The dynamic batcher may join requests of several robots asking different outputs:
@@ -181,7 +181,7 @@ def serve(backend, served, info, args) -> None:
             groups.setdefault(names, []).append(index)
         responses = [None] * len(requests)
         for names, members in groups.items():
-            arrays = [requests[i][triton_repo.INPUT] for i in members]
+            arrays = [requests[i][triton_contract.INPUT] for i in members]
             pixels = torch.from_numpy(np.concatenate(arrays)).to(backend.device)
             outputs = backend.infer(pixels, frozenset(task_of[n] for n in names))
             start = 0
@@ -202,7 +202,7 @@ def serve(backend, served, info, args) -> None:
         http_port=args.http_port, allow_metrics=False),
         security_config=TritonSecurityConfig(restricted_endpoints=restricted))
     triton.bind(model_name=args.model_name, infer_func=infer,
-                inputs=[Tensor(name=triton_repo.INPUT, dtype=np.float32,
+                inputs=[Tensor(name=triton_contract.INPUT, dtype=np.float32,
                                shape=served.pixel_values)],
                 outputs=[Tensor(name=n, dtype=np.float32, shape=d)
                          for n, d in served.outputs.items()],

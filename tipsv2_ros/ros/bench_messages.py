@@ -1,0 +1,81 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""The message stages of ``tipsv2 bench``: decoding, building and publishing, in process.
+
+Apart from `bench_e2e` (the node as its own process) because these rows need no node: they
+time the conversions the node runs on each frame, on the same frame and outputs, with a
+subscriber in this process, so DDS delivers without a network.
+"""
+import time
+from typing import List
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+
+from tipsv2_ros import colour, processing
+from tipsv2_ros.bench.table import Row, SECTIONS
+from tipsv2_ros.bench.timing import measure
+from tipsv2_ros.ros import conversions, image_decode
+
+# Its own namespace, next to bench_e2e's '/tipsv2_bench', so no node output is mixed in.
+NAMESPACE = '/tipsv2_bench_messages'
+
+
+def message_stages(result, frame: np.ndarray, label_set, iterations: int, warmup: int,
+                   info: CameraInfo) -> List[Row]:
+    """Image -> array, building the output messages, publishing them (this process)."""
+    node = Node('tipsv2_bench_messages')
+    try:
+        incoming = conversions.array_to_image(frame, 'rgb8', None)
+        arrays = _outputs(result, frame, label_set)
+
+        def build():
+            msgs = [conversions.array_to_image(a, enc, incoming.header) for a, enc in arrays]
+            msgs.append(conversions.scaled_camera_info(info, result.size, incoming.header))
+            return msgs
+        built = build()
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = [node.create_publisher(type(m), f'{NAMESPACE}/out{i}', qos)
+                for i, m in enumerate(built)]
+        subs = [node.create_subscription(type(m), f'{NAMESPACE}/out{i}',
+                                         lambda msg: None, qos) for i, m in enumerate(built)]
+        for pub in pubs:  # one matched subscriber each, as the node has with a consumer
+            end = time.monotonic() + 5.0
+            while pub.get_subscription_count() == 0 and time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.01)
+
+        def publish():
+            for pub, msg in zip(pubs, built):
+                pub.publish(msg)
+            rclpy.spin_once(node, timeout_sec=0)
+        size = f'{frame.shape[1]}x{frame.shape[0]}'
+        rows = [
+            Row.timing(SECTIONS[0], f'message to array (rgb8 {size} Image -> numpy view)',
+                       measure(lambda: image_decode.image_to_rgb(incoming), iterations, warmup)),
+            Row.timing(SECTIONS[0], f'message creation ({len(built)} messages)',
+                       measure(build, iterations, warmup)),
+            Row.timing(SECTIONS[0], f'publish ({len(built)} messages, 1 subscriber each)',
+                       measure(publish, iterations, warmup),
+                       note='subscriber in this process: DDS delivery, no network'),
+        ]
+        del subs
+        return rows
+    finally:
+        node.destroy_node()
+
+
+def _outputs(result, frame, label_set):
+    """Return the arrays CameraIO.publish turns into messages, with their encodings."""
+    out = []
+    if result.depth is not None:
+        out += [(result.depth, '32FC1'), (colour.colorize_depth(result.depth, 0, 10), 'rgb8')]
+    if result.normals is not None:
+        out += [(result.normals, '32FC3'), (colour.normals_to_rgb(result.normals), 'rgb8')]
+    if result.labels is not None:
+        palette = colour.label_palette(len(label_set.names))
+        overlay = colour.overlay_labels(processing.resize_rgb(frame, result.size),
+                                        result.labels, palette)
+        out += [(result.labels, 'mono8'), (result.confidence, 'mono8'), (overlay, 'rgb8')]
+    return out
