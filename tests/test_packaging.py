@@ -94,3 +94,21 @@ def test_setup_script_is_idempotent_and_fast(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith('[setup] ready')
     assert 'installing' not in result.stdout and 'building' not in result.stdout
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
+    readme = (ROOT / 'README.md').read_text().split('```bash\n', 1)[1].split('```', 1)[0]
+    commands = [line.split('#')[0].strip() for line in readme.splitlines() if line.strip()]
+    assert commands == ['scripts/demo.sh', 'scripts/test.sh']
+    ci = [line.strip() for line in (ROOT / '.ci' / 'run').read_text().splitlines()
+          if line.strip() and not line.startswith('#')]
+    assert ci[-1] == commands[1]
+    assert all(os.access(ROOT / c, os.X_OK) for c in (*commands, '.ci/run'))
+
+
+def test_the_test_command_fails_when_no_test_is_collected(tmp_path):
+    result = subprocess.run([str(ROOT / 'scripts' / 'test.sh'), 'tests/test_lint.py', '-k',
+                             'no_such_test_anywhere'],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 5, result.stdout[-2000:] + result.stderr[-2000:]
+    assert 'pytest collected no tests' in result.stderr
