@@ -155,8 +155,7 @@ def _dds(cfg, runtime, frame, label_set, result, log) -> List[Row]:
         info = camera_info_from({'width': width, 'height': height, 'fx': 0.8 * width,
                                  'fy': 0.8 * width, 'cx': (width - 1) / 2,
                                  'cy': (height - 1) / 2}, 'camera_optical_frame')
-        kwargs['message_args'] = (result, frame, label_set, cfg.iterations * 10, cfg.warmup,
-                                  info)
+        kwargs['message_args'] = (result, frame, cfg.iterations * 10, cfg.warmup, info)
     wanted = set(cfg.only) if result is not None else set(cfg.only) - {'stages'}
     log('DDS: message stages and the node end to end...')
     try:

@@ -14,22 +14,22 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 
-from tipsv2_ros import colour, processing
 from tipsv2_ros.bench.table import Row, SECTIONS
 from tipsv2_ros.bench.timing import measure
 from tipsv2_ros.ros import conversions, image_decode
+from tipsv2_ros.ros.camera_io import output_arrays
 
 # Its own namespace, next to bench_e2e's '/tipsv2_bench', so no node output is mixed in.
 NAMESPACE = '/tipsv2_bench_messages'
 
 
-def message_stages(result, frame: np.ndarray, label_set, iterations: int, warmup: int,
+def message_stages(result, frame: np.ndarray, iterations: int, warmup: int,
                    info: CameraInfo) -> List[Row]:
     """Image -> array, building the output messages, publishing them (this process)."""
     node = Node('tipsv2_bench_messages')
     try:
         incoming = conversions.array_to_image(frame, 'rgb8', None)
-        arrays = _outputs(result, frame, label_set)
+        arrays = [(a, enc) for _, a, enc in output_arrays(result, frame, 10.0, lambda name: True)]
 
         def build():
             msgs = [conversions.array_to_image(a, enc, incoming.header) for a, enc in arrays]
@@ -64,18 +64,3 @@ def message_stages(result, frame: np.ndarray, label_set, iterations: int, warmup
         return rows
     finally:
         node.destroy_node()
-
-
-def _outputs(result, frame, label_set):
-    """Return the arrays CameraIO.publish turns into messages, with their encodings."""
-    out = []
-    if result.depth is not None:
-        out += [(result.depth, '32FC1'), (colour.colorize_depth(result.depth, 0, 10), 'rgb8')]
-    if result.normals is not None:
-        out += [(result.normals, '32FC3'), (colour.normals_to_rgb(result.normals), 'rgb8')]
-    if result.labels is not None:
-        palette = colour.label_palette(len(label_set.names))
-        overlay = colour.overlay_labels(processing.resize_rgb(frame, result.size),
-                                        result.labels, palette)
-        out += [(result.labels, 'mono8'), (result.confidence, 'mono8'), (overlay, 'rgb8')]
-    return out

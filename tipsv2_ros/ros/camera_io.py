@@ -5,7 +5,7 @@ Topic names are relative, so namespaces and remaps apply; with several cameras e
 topics live under its own prefix (``front/image`` -> ``front/depth/image``...).
 """
 import threading
-from typing import FrozenSet, Optional
+from typing import Callable, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 from rclpy.node import Node
@@ -34,6 +34,33 @@ TASK_TOPICS = {
     'segmentation': ('segmentation/labels', 'segmentation/confidence',
                      'segmentation/colored'),
 }
+
+
+def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
+                  wanted: Callable[[str], bool]) -> List[Tuple[str, np.ndarray, str]]:
+    """Return (topic, array, encoding) of the image outputs ``wanted`` names, for one frame.
+
+    Colour views are computed only for the topics wanted. Shared with the benchmark, so it
+    times the node's own outputs.
+    """
+    out = []
+
+    def add(name, make, encoding):
+        if wanted(name):
+            out.append((name, make(), encoding))
+    if result.depth is not None:
+        add('depth/image', lambda: result.depth, '32FC1')
+        add('depth/colored', lambda: colour.colorize_depth(result.depth, 0.0, view_max), 'rgb8')
+    if result.normals is not None:
+        add('normals/image', lambda: result.normals, '32FC3')
+        add('normals/colored', lambda: colour.normals_to_rgb(result.normals), 'rgb8')
+    if result.labels is not None:
+        add('segmentation/labels', lambda: result.labels, 'mono8')
+        add('segmentation/confidence', lambda: result.confidence, 'mono8')
+        add('segmentation/colored', lambda: colour.overlay_labels(
+            processing.resize_rgb(frame, result.size), result.labels,
+            colour.label_palette(len(result.label_set.names))), 'rgb8')
+    return out
 
 
 class CameraIO:
@@ -109,36 +136,12 @@ class CameraIO:
                 view_max: float, warn) -> None:
         """Publish ``result`` for the frame ``msg`` (header copied on every output)."""
         header = msg.header
+        for name, array, encoding in output_arrays(result, frame, view_max, self._wanted):
+            self.pubs[name].publish(conversions.array_to_image(array, encoding, header))
         if result.depth is not None:
-            self._publish_depth(result, header, view_max, warn, (msg.height, msg.width))
-        if result.normals is not None:
-            if self._wanted('normals/image'):
-                self.pubs['normals/image'].publish(
-                    conversions.array_to_image(result.normals, '32FC3', header))
-            if self._wanted('normals/colored'):
-                self.pubs['normals/colored'].publish(conversions.array_to_image(
-                    colour.normals_to_rgb(result.normals), 'rgb8', header))
-        if result.labels is not None:
-            if self._wanted('segmentation/labels'):
-                self.pubs['segmentation/labels'].publish(
-                    conversions.array_to_image(result.labels, 'mono8', header))
-            if self._wanted('segmentation/confidence'):
-                self.pubs['segmentation/confidence'].publish(
-                    conversions.array_to_image(result.confidence, 'mono8', header))
-            if self._wanted('segmentation/colored'):
-                background = processing.resize_rgb(frame, result.size)
-                palette = colour.label_palette(len(result.label_set.names))
-                self.pubs['segmentation/colored'].publish(conversions.array_to_image(
-                    colour.overlay_labels(background, result.labels, palette), 'rgb8',
-                    header))
+            self._publish_depth_geometry(result, header, warn, (msg.height, msg.width))
 
-    def _publish_depth(self, result, header, view_max, warn, image_size) -> None:
-        if self._wanted('depth/image'):
-            self.pubs['depth/image'].publish(
-                conversions.array_to_image(result.depth, '32FC1', header))
-        if self._wanted('depth/colored'):
-            self.pubs['depth/colored'].publish(conversions.array_to_image(
-                colour.colorize_depth(result.depth, 0.0, view_max), 'rgb8', header))
+    def _publish_depth_geometry(self, result, header, warn, image_size) -> None:
         info = self.camera_info
         if info is None:
             return
