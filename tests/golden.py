@@ -10,6 +10,8 @@ FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
          'model.tokenizer': str(GOLDEN / 'tokenizer.model'),
          'model.depth_head': str(GOLDEN / 'depth_dpt.zip'),
          'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
+# The same files by role (``TaskSpec.files``), as the runtime configuration names them.
+ROLES = {name.split('.', 1)[1]: path for name, path in FILES.items()}
 
 
 def load_model(segmentation_head: bool = False):

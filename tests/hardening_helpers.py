@@ -12,7 +12,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 import rclpy
 
-from tipsv2_ros import processes
+from tipsv2_ros.ros import processes
 
 LABELS = ['floor', 'wall', 'person']
 

@@ -13,9 +13,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from tipsv2_ros import processes
 from tipsv2_ros.msg import LabelInfo
-from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros import conversions, processes
 from tipsv2_ros.srv import SetLabels
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

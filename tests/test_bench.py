@@ -11,6 +11,7 @@ import pytest
 
 from tipsv2_ros.bench import flops, runner
 from tipsv2_ros.model.config import resolve_config
+from tipsv2_ros.ros.params import runtime_config
 
 pytest.importorskip('transformers')
 
@@ -27,7 +28,7 @@ RATIOS = ('P0:', 'P0 context', 'P1:', 'P2:', 'P2 bf16', 'P3:', 'P6 cold:', 'P6 c
 @pytest.fixture(scope='module')
 def bench(tiny_params, monkeypatch_module):
     from tipsv2_ros.runtime import backends
-    from tipsv2_ros.runtime.torch_backend import TorchBackend
+    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
 
     real_create = backends.create
 
@@ -37,7 +38,8 @@ def bench(tiny_params, monkeypatch_module):
         return real_create(name, model, input_size, tasks, *args, **kwargs)
     monkeypatch_module.setattr(runner.backends, 'create', create)
     values = {**tiny_params, 'model.input_size': '112', 'device': 'cpu', 'precision': 'auto'}
-    config = runner.BenchConfig(values, 'random tiny weights', iterations=2, warmup=1,
+    config = runner.BenchConfig(runtime_config(values), 'random tiny weights', iterations=2,
+                                warmup=1,
                                 frame_size=(120, 160), start_timeout=120.0)
     return runner.run(config, log=lambda text: None)
 

@@ -33,9 +33,10 @@ def rewrite_npz(source: pathlib.Path, target: pathlib.Path, edit) -> pathlib.Pat
 
 def test_random_checkpoint_loads_and_is_deterministic(files, tmp_path):
     model = TipsV2.from_files(files['vision'], files['text'], files['tokenizer'],
-                              files['depth'], files['normals'], files['segmentation'])
+                              depth_head=files['depth'], normals_head=files['normals'],
+                              segmentation_head=files['segmentation'])
     assert model.config == TINY and model.temperature == pytest.approx(TINY.temperature)
-    assert model.describe() == 'TIPSv2 tiny (vision, text, heads: depth, normals, segmentation)'
+    assert model.describe() == 'TIPSv2 tiny (vision, text, heads: depth, normals, ade20k)'
     again = write_random_checkpoint(tmp_path, 'tiny', seed=0)
     pairs = (('vision', again.vision), ('text', again.text), ('depth', again.depth_head))
     for part, path in pairs:

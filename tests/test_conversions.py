@@ -9,9 +9,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
 from std_msgs.msg import Header
 import torch
 
-from tipsv2_ros import processing
 from tipsv2_ros.ros import conversions, image_decode
 from tipsv2_ros.ros.image_decode import ImageConversionError
+from tipsv2_ros.runtime.frame import processing
 
 SIZES = [(1, 1), (3, 5), (479, 641)]
 NATIVE_BIG = sys.byteorder == 'big'

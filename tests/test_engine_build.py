@@ -8,14 +8,15 @@ decides) is tested without a GPU; the real TensorRT build is in tests/test_tenso
 import pathlib
 
 import golden
-from golden import FILES
+from golden import ROLES
 import pytest
 import torch
 
 from tipsv2_ros.model import TASKS, TipsV2
-from tipsv2_ros.runtime import backends, export, parity
-from tipsv2_ros.runtime.base import BackendError
-from tipsv2_ros.runtime.torch_backend import TorchBackend
+from tipsv2_ros.runtime import backends, export
+from tipsv2_ros.runtime.backends.base import BackendError
+from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+from tipsv2_ros.runtime.export import parity
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -32,20 +33,20 @@ def exported_for_tensorrt(model, tmp_path_factory):
     """Export the parts at 112 at the opset TensorRT reads, as its backend does."""
     folder = tmp_path_factory.mktemp('cache_tensorrt')
     return folder, export.export_parts(model, TASKS, (112, 112),
-                                       backends.checkpoint_ids(TASKS, FILES), folder,
+                                       backends.checkpoint_ids(TASKS, ROLES), folder,
                                        log=lambda text: None)
 
 
 def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
         model, exported_for_tensorrt, monkeypatch):
-    from tipsv2_ros.runtime import onnx_backend
+    from tipsv2_ros.runtime.backends import onnx_backend
     cpu, gpu = torch.device('cpu'), torch.device('cuda')
     assert onnx_backend.export_opset(gpu) == export.OPSET == 18
     cpu_opset = onnx_backend.export_opset(cpu)
     folder, for_tensorrt = exported_for_tensorrt
     # What backend onnxruntime exports on this CPU, into the same cache.
     for_cpu = export.export_parts(model, ['segmentation'], (112, 112),
-                                  backends.checkpoint_ids(TASKS, FILES), folder,
+                                  backends.checkpoint_ids(TASKS, ROLES), folder,
                                   log=lambda text: None, opset=cpu_opset)
     ops = {}
     for name, part in (('cpu', for_cpu['encoder']), ('tensorrt', for_tensorrt['encoder'])):
@@ -65,7 +66,7 @@ def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
 
 def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
     """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime."""
-    from tipsv2_ros.runtime.tensorrt_backend import Toolchain
+    from tipsv2_ros.runtime.backends.tensorrt.backend import Toolchain
 
     def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed):
         builds.append((pathlib.Path(onnx_path).name, precision, len(fp32_nodes)))
@@ -75,7 +76,7 @@ def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
         try:
             session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
         except Exception as error:
-            from tipsv2_ros.runtime.tensorrt_engine import EngineLoadError
+            from tipsv2_ros.runtime.backends.tensorrt.engine import EngineLoadError
             raise EngineLoadError(str(error)) from None
         names = [o.name for o in session.get_outputs()]
         return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
@@ -84,42 +85,42 @@ def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
 
 
 def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt):
-    from tipsv2_ros.runtime.tensorrt_backend import measure, TensorRTBackend
+    from tipsv2_ros.runtime.backends.tensorrt.backend import measure, TensorRTBackend
     folder, _ = exported_for_tensorrt
     builds, logs = [], []
     backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    backends.checkpoint_ids(TASKS, ROLES), logs.append,
                                     toolchain=_fake_toolchain(builds=builds))
     # Strongly typed: each part built from its fp16 variant, nothing pinned.
     assert builds == [(f'{p}-fp16.onnx', 'fp16', 0) for p in ('encoder', 'depth', 'normals')]
     assert backend.precision == 'fp16' and backend.report.passed()
-    assert backend.report.agreement is not None and 'pass the parity gate' in logs[-1]
+    assert backend.report.segmentation is not None and 'pass the parity gate' in logs[-1]
     pixels = export.sample_pixels((112, 112), 5)
     ours = backend.infer(pixels, frozenset(TASKS))  # 5 frames: chunks of max_batch 4
     theirs = TorchBackend(model, (112, 112), TASKS).infer(pixels, frozenset(TASKS))
     assert parity.compare(ours, theirs).passed()
     no_text = TipsV2(model.config, model.vision, heads=dict(model.heads))
-    assert measure(backend, no_text).agreement == 1.0  # fixed random label directions
+    assert measure(backend, no_text).segmentation == 1.0  # fixed random label directions
     builds.clear()
     engine = backend.files['depth']
     engine.write_bytes(engine.read_bytes()[:-10])
     logs.clear()
     TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          backends.checkpoint_ids(TASKS, ROLES), logs.append,
                           toolchain=_fake_toolchain(builds=builds))
     assert builds == [('depth-fp16.onnx', 'fp16', 0)]  # the others came from the cache
     assert any('TensorRT depth: ' in line and 'truncated' in line for line in logs)
     builds.clear()
     logs.clear()
     TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                          backends.checkpoint_ids(TASKS, FILES), logs.append,
+                          backends.checkpoint_ids(TASKS, ROLES), logs.append,
                           toolchain=_fake_toolchain(builds=builds, version='11.0-fake'))
     assert len(builds) == 3
     assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
 
 
 def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tensorrt):
-    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
     folder, exported_parts = exported_for_tensorrt
     parts = list(exported_parts.values())
     builds, logs, gated = [], [], []
@@ -127,10 +128,10 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tenso
     def gate(backend):  # TensorRT 10.3-style broken fp16 ViT: near-single-class output
         gated.append(backend.precision)
         if backend.precision == 'fp16':
-            return parity.ParityReport(depth=0.003, normals=0.5, agreement=0.41)
-        return parity.ParityReport(depth=0.001, normals=0.2, agreement=0.999)
+            return parity.ParityReport(depth=0.003, normals=0.5, segmentation=0.41)
+        return parity.ParityReport(depth=0.001, normals=0.2, segmentation=0.999)
     backend = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                                    backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                    backends.checkpoint_ids(TASKS, ROLES), logs.append,
                                     gate=gate,
                                     toolchain=_fake_toolchain(strong=False, builds=builds))
     assert gated == ['fp16', 'fp16-safe'] and backend.precision == 'fp16-safe'
@@ -142,7 +143,7 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tenso
     assert all(b[0] == parts[i % 3].path.name and b[2] > 0 for i, b in enumerate(builds))
     with pytest.raises(BackendError, match=r'no TensorRT engine passed.*fp16:.*fp32:'):
         TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                              backends.checkpoint_ids(TASKS, FILES), logs.append,
+                              backends.checkpoint_ids(TASKS, ROLES), logs.append,
                               toolchain=_fake_toolchain(builds=builds),
                               gate=lambda b: parity.ParityReport(normals=float('nan')))
     with pytest.raises(BackendError, match='bf16'):
@@ -151,7 +152,7 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tenso
 
 
 def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt):
-    from tipsv2_ros.runtime import onnx_precision
+    from tipsv2_ros.runtime.export import precision as onnx_precision
     _, parts = exported_for_tensorrt
     source = onnx.load(str(parts['normals'].path))
     kinds = onnx_precision.compute_types(source, 'fp16')

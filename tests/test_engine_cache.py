@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tipsv2_ros.model.image_path import DenseOutputs
-from tipsv2_ros.runtime import cache, parity, tensorrt_build
+from tipsv2_ros.runtime.backends.tensorrt import build as tensorrt_build
+from tipsv2_ros.runtime.export import cache, parity
 
 
 def _store(tmp_path, name='part.onnx', content=b'x' * 5000, key=None):
@@ -148,9 +149,9 @@ def test_argmax_agreement():
 
 
 def test_report_thresholds_and_compare():
-    good = parity.ParityReport(depth=0.004, normals=0.7, agreement=0.995)
+    good = parity.ParityReport(depth=0.004, normals=0.7, segmentation=0.995)
     assert good.passed() and good.describe() == 'depth 0.40%, normals 0.70 deg, segmentation 99.5%'
-    bad = parity.ParityReport(depth=0.02, normals=math.nan, agreement=0.5)
+    bad = parity.ParityReport(depth=0.02, normals=math.nan, segmentation=0.5)
     assert [f.split()[0] for f in bad.failures()] == ['depth', 'normals', 'segmentation']
     assert parity.ParityReport().passed() and parity.ParityReport().describe() == (
         'nothing compared')
@@ -159,11 +160,13 @@ def test_report_thresholds_and_compare():
     depth = torch.rand(1, 1, 4, 4) + 1
     normals = torch.nn.functional.normalize(torch.randn(1, 3, 4, 4), dim=1)
     features = torch.nn.functional.normalize(torch.randn(1, 2, 2, 8), dim=-1)
-    outputs = DenseOutputs(depth, normals, features)
+    outputs = DenseOutputs(depth=depth, normals=normals, features=features)
     report = parity.compare(outputs, outputs, torch.eye(8)[:3])
-    assert report == parity.ParityReport(0.0, pytest.approx(0.0, abs=1e-5), 1.0)
-    assert parity.compare(DenseOutputs(depth, None, features), outputs) == (
-        parity.ParityReport(0.0, None, None))
+    assert report == parity.ParityReport(depth=0.0, normals=pytest.approx(0.0, abs=1e-5),
+                                         segmentation=1.0)
+    assert parity.compare(DenseOutputs(depth=depth, normals=None, features=features),
+                          outputs) == parity.ParityReport(depth=0.0, normals=None,
+                                                          segmentation=None)
 
 
 # TensorRT helpers that need no TensorRT -------------------------------------------------------
@@ -185,7 +188,7 @@ def test_layer_metadata_names_onnx_nodes():
 
 
 def test_modules_import_without_tensorrt():
-    from tipsv2_ros.runtime import tensorrt_backend, tensorrt_engine  # noqa: F401
+    from tipsv2_ros.runtime.backends.tensorrt import backend, engine  # noqa: F401
     try:
         import tensorrt  # noqa: F401
     except ImportError:

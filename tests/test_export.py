@@ -9,15 +9,18 @@ import json
 import shutil
 
 import golden
-from golden import FILES
+from golden import FILES, ROLES
 import numpy as np
 import pytest
 import torch
 
 from tipsv2_ros.model import TASKS, TipsV2
-from tipsv2_ros.runtime import backends, cache, export, parity
-from tipsv2_ros.runtime.base import BackendError
-from tipsv2_ros.runtime.torch_backend import TorchBackend
+from tipsv2_ros.ros.params import runtime_config
+from tipsv2_ros.runtime import backends, export
+from tipsv2_ros.runtime.backends.base import BackendError
+from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+from tipsv2_ros.runtime.export import cache, parity
+from tipsv2_ros.tasks import REGISTRY
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -33,7 +36,7 @@ def model() -> TipsV2:
 
 def cpu_opset() -> int:
     """Return the opset the onnxruntime backend exports at on this CPU."""
-    from tipsv2_ros.runtime.onnx_backend import export_opset  # after the importorskip
+    from tipsv2_ros.runtime.backends.onnx_backend import export_opset  # after the importorskip
     return export_opset(torch.device('cpu'))
 
 
@@ -51,7 +54,7 @@ def exported(model, tmp_path_factory):
     found = {}
     for size, tasks in EXPORTS.items():
         folder = tmp_path_factory.mktemp(f'cache{size[0]}')
-        parts = export.export_parts(model, tasks, size, backends.checkpoint_ids(tasks, FILES),
+        parts = export.export_parts(model, tasks, size, backends.checkpoint_ids(tasks, ROLES),
                                     folder, log=lambda text: None, opset=cpu_opset())
         found[size] = folder, parts
     return found
@@ -86,7 +89,7 @@ def test_golden_export_matches_pytorch(model, exported, size):
 
 
 def test_onnxruntime_backend_equals_torch_for_every_subset(model, exported):
-    from tipsv2_ros.runtime.onnx_backend import OnnxRuntimeBackend
+    from tipsv2_ros.runtime.backends.onnx_backend import OnnxRuntimeBackend
     _, parts = exported[(112, 112)]
     backend = OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, (112, 112), TASKS)
     reference = TorchBackend(model, (112, 112), TASKS)
@@ -99,7 +102,8 @@ def test_onnxruntime_backend_equals_torch_for_every_subset(model, exported):
         ours, theirs = backend.infer(pixels, frozenset(subset)), reference.infer(
             pixels, frozenset(subset))
         assert ran == ['encoder'] + [h for h in ('depth', 'normals') if h in subset]
-        for task, a, b in zip(TASKS, ours, theirs):
+        for task in TASKS:
+            a, b = ours.get(REGISTRY[task].output), theirs.get(REGISTRY[task].output)
             assert (a is None) == (task not in subset)
             if a is not None:
                 assert a.dtype == torch.float32 and a.shape == b.shape
@@ -121,11 +125,12 @@ def test_onnxruntime_exports_random_weights_and_reuses_the_cache(
         patch.setattr(export, 'onnxruntime_errors', lambda *args: {'features': 0.02})
         with pytest.raises(export.ExportError, match=r'features 2\.0e-02; allowed 0\.001'):
             backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
-                            cache_dir=tmp_path, log=print, options=tiny_params)
+                            cache_dir=tmp_path, log=print, config=runtime_config(tiny_params))
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith('.')] == []
     logs = []
     backend = backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
-                              cache_dir=tmp_path, log=logs.append, options=tiny_params)
+                              cache_dir=tmp_path, log=logs.append,
+                              config=runtime_config(tiny_params))
     assert backend.name == 'onnxruntime'
     assert any('exporting the encoder' in line for line in logs)
     pixels = export.sample_pixels((112, 112), 2)
@@ -135,7 +140,8 @@ def test_onnxruntime_exports_random_weights_and_reuses_the_cache(
     assert parity.max_relative_error(ours.features, theirs.features) < 1e-4
     logs.clear()
     again = backends.create('onnxruntime', model, (112, 112), tasks, 'cpu',
-                            cache_dir=tmp_path, log=logs.append, options=tiny_params)
+                            cache_dir=tmp_path, log=logs.append,
+                            config=runtime_config(tiny_params))
     assert again.name == 'onnxruntime' and logs == []  # from the cache, silently
     assert len(list(tmp_path.glob('*.onnx'))) == 1
 
@@ -196,11 +202,11 @@ def test_auto_choice_and_fallback(model, monkeypatch):
 
 
 def test_checkpoint_ids_follow_the_files(tmp_path):
-    ids = backends.checkpoint_ids(['depth'], FILES)
+    ids = backends.checkpoint_ids(['depth'], ROLES)
     assert set(ids) == {'encoder', 'depth'}
-    assert ids['encoder'] == cache.checkpoint_id([FILES['model.vision_weights']])
+    assert ids['encoder'] == cache.checkpoint_id([ROLES['vision_weights']])
     assert backends.checkpoint_ids(TASKS, {}) == {}
-    missing = {**FILES, 'model.depth_head': str(tmp_path / 'gone.zip')}
+    missing = {**ROLES, 'depth_head': str(tmp_path / 'gone.zip')}
     assert set(backends.checkpoint_ids(TASKS, missing)) == {'encoder', 'normals'}
 
 
@@ -212,7 +218,7 @@ def test_corrupt_cached_onnx_is_rebuilt(model, exported):
     data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
     depth.write_bytes(bytes(data))
     logs = []
-    again = export.export_parts(model, tasks, (98, 126), backends.checkpoint_ids(tasks, FILES),
+    again = export.export_parts(model, tasks, (98, 126), backends.checkpoint_ids(tasks, ROLES),
                                 folder, logs.append, cpu_opset())
     assert any('is corrupt (SHA-256 mismatch); rebuilding' in line for line in logs)
     assert sum(line.startswith('exporting') for line in logs) == 1  # the depth head only
@@ -234,7 +240,7 @@ def test_truncated_or_mismatched_onnx_is_re_exported(model, exported, monkeypatc
     encoder = parts['encoder'].path
     encoder.write_bytes(encoder.read_bytes()[:1000])
     logs = []
-    export.export_parts(model, TASKS, (112, 112), backends.checkpoint_ids(TASKS, FILES),
+    export.export_parts(model, TASKS, (112, 112), backends.checkpoint_ids(TASKS, ROLES),
                         folder, logs.append, cpu_opset())
     assert calls == ['encoder', 'depth']
     assert any('truncated or changed (1000 bytes' in line for line in logs)

@@ -15,8 +15,7 @@ from rclpy.serialization import serialize_message
 from ros_helpers import camera_info, Client, stamp_ns
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
-from tipsv2_ros import processes
-from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros import conversions, processes
 
 pytestmark = pytest.mark.ros
 
@@ -217,8 +216,8 @@ def _exchange_msg(client, msg, topic, stamp=None, resend=0.5, timeout=30.0):
 
 # --- the pieces behind these answers, in-process ----------------------------------------
 def test_frames_above_4k_are_shrunk_in_uint8_within_one_grey_level():
-    from tipsv2_ros import processing
-    from tipsv2_ros.runtime import pipeline
+    from tipsv2_ros.runtime.frame import processing
+    from tipsv2_ros.runtime.frame import pipeline
     image = np.random.default_rng(0).integers(0, 255, (2161, 3840, 3), dtype=np.uint8)
     assert pipeline._shrink_huge(image[:2160], (112, 112)).shape == (2160, 3840, 3)  # as is
     shrunk = pipeline._shrink_huge(image, (112, 112))

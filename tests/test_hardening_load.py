@@ -14,11 +14,11 @@ import rclpy
 from ros_helpers import Client, LATCHED, stamp_ns
 from sensor_msgs.msg import Image
 
-from tipsv2_ros import processes
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.msg import LabelInfo
-from tipsv2_ros.ros import conversions
-from tipsv2_ros.runtime import factory
+from tipsv2_ros.ros import conversions, processes
+from tipsv2_ros.ros.params import runtime_config
+from tipsv2_ros.runtime import startup
 from tipsv2_ros.srv import SetLabels
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -162,7 +162,8 @@ def test_label_changes_under_load_never_mix_label_sets(running, tiny_params):
 
 def _expected_masks(tiny_params, seeds):
     """Compute each seed's mask under SET_A and SET_B in this process, with the same model."""
-    runtime = factory.build({**tiny_params, 'device': 'cpu', 'model.input_size': INPUT_SIZE},
+    runtime = startup.build(runtime_config({**tiny_params, 'device': 'cpu',
+                                            'model.input_size': INPUT_SIZE}),
                             log=lambda text: None)
     try:
         expected = {}

@@ -141,7 +141,7 @@ def test_dense_heads_match(dense):
         intermediates = dense_features.intermediates
         depth = ours.heads['depth'](intermediates)[:, 0]
         normals = ours.heads['normals'](intermediates)
-        logits = ours.heads['segmentation'](intermediates)
+        logits = ours.heads['ade20k'](intermediates)
     assert_close_at_scale(normals, theirs.normals)
     assert_close_at_scale(logits, theirs.segmentation_logits)
     # Difference 1: the official depth head has no ReLU after project.

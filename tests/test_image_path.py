@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from tipsv2_ros.model import DenseOutputs, TASKS, TipsV2
 from tipsv2_ros.model.layers import Block
+from tipsv2_ros.tasks import REGISTRY
 
 SUBSETS = [subset for n in (1, 2, 3) for subset in itertools.combinations(TASKS, n)]
 
@@ -24,8 +25,8 @@ def reference(model: TipsV2, pixels: torch.Tensor) -> DenseOutputs:
     """Compute the same outputs with the facade's parts, called one by one."""
     dense = model.vision.dense_features(pixels, model.config.dpt.intermediate_layers)
     normals = F.normalize(model.heads['normals'](dense.intermediates), dim=1)
-    return DenseOutputs(model.heads['depth'](dense.intermediates), normals,
-                        F.normalize(dense.value_tokens, dim=-1))
+    return DenseOutputs(depth=model.heads['depth'](dense.intermediates), normals=normals,
+                        features=F.normalize(dense.value_tokens, dim=-1))
 
 
 @pytest.mark.parametrize('size', [(112, 112), (98, 126), (84, 140)])
@@ -36,7 +37,9 @@ def test_matches_facade(model: TipsV2, tasks: tuple, size: tuple):
         path = model.image_path(tasks, input_size=size)
         assert path.tasks == tasks
         outputs, expected = path(pixels), reference(model, pixels)
-    for task, ours, theirs in zip(TASKS, outputs, expected):
+    for task in TASKS:
+        name = REGISTRY[task].output
+        ours, theirs = outputs.get(name), expected[name]
         if task not in tasks:
             assert ours is None
             continue
@@ -104,10 +107,10 @@ def test_onnx_export_matches(model: TipsV2, tmp_path):
     pixels = torch.rand(1, 3, 98, 126)
     target = tmp_path / 'image_path.onnx'
     torch.onnx.export(path, (pixels,), target, dynamo=True, input_names=['pixel_values'],
-                      output_names=list(DenseOutputs._fields), verbose=False)
+                      output_names=list(REGISTRY.outputs()), verbose=False)
     session = onnxruntime.InferenceSession(str(target), providers=['CPUExecutionProvider'])
-    exported = session.run(list(DenseOutputs._fields), {'pixel_values': pixels.numpy()})
+    exported = session.run(list(REGISTRY.outputs()), {'pixel_values': pixels.numpy()})
     with torch.no_grad():
         expected = path(pixels)
-    for ours, theirs in zip(exported, expected):
+    for ours, theirs in zip(exported, expected.values()):
         np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-4)

@@ -12,7 +12,8 @@ from tipsv2_ros.cli.main import main
 from tipsv2_ros.model import CheckpointError, TINY, TipsV2, VARIANTS
 from tipsv2_ros.model import config_file, random_weights
 from tipsv2_ros.model.config import config_from_dict, config_to_dict
-from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime import startup
+from tipsv2_ros.runtime.config import RuntimeConfig
 
 # Not an official size, with what shapes cannot tell: 3 heads of 16, SwiGLU, DPT layers.
 ODD = config_from_dict({
@@ -93,8 +94,8 @@ def test_bad_config_files_are_named_with_the_reason(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as error:
         config_file.read_config(path)
     assert str(path) in str(error.value)
-    with pytest.raises(factory.StartupError, match=f'model.config: .*{message}'):
-        factory.model_variant({'model.config': str(path)})
+    with pytest.raises(startup.StartupError, match=f'model.config: .*{message}'):
+        startup.model_variant(RuntimeConfig(model_config=str(path)))
 
 
 def test_a_foreign_config_json_next_to_the_weights_is_left_alone(tmp_path):

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from tipsv2_ros.model import checkpoint, VARIANTS
-from tipsv2_ros.model.dpt import DepthHead, HEADS
+from tipsv2_ros.model.dpt import DepthHead
 from tipsv2_ros.model.text import TextEncoder
 from tipsv2_ros.model.vision import VisionTransformer
+from tipsv2_ros.tasks import REGISTRY
 
 INVENTORY = json.loads(
     (pathlib.Path(__file__).parent / 'data' / 'golden' / 'inventory.json').read_text())
@@ -55,8 +56,8 @@ def test_dpt_tree(name: str):
     official = INVENTORY[f'{name}_depth_dpt_torch']
     assert_same_tree(shapes(meta(DepthHead, cfg.vision.embed_dim, cfg.dpt)), official)
     # The other heads differ only in the final Linear (and have no depth bins).
-    for task, classes in (('normals', 3), ('segmentation', 150)):
-        tree = shapes(meta(HEADS[task], cfg.vision.embed_dim, cfg.dpt))
+    for task, classes in (('normals', 3), ('ade20k', 150)):
+        tree = shapes(meta(REGISTRY[task].head_class(), cfg.vision.embed_dim, cfg.dpt))
         expected = {k: v for k, v in official.items() if k != 'bin_centers'}
         expected.update({'head.weight': [classes, 256], 'head.bias': [classes]})
         assert_same_tree(tree, expected)

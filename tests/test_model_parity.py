@@ -58,7 +58,7 @@ def ours(model: TipsV2) -> dict[str, np.ndarray]:
                 out[f'dpt_input_{j}_patches_{i}'], out[f'dpt_input_{j}_cls_{i}'] = patches, cls
             depth = model.heads['depth'](dense.intermediates)
             normals = model.heads['normals'](dense.intermediates)
-            logits = model.heads['segmentation'](dense.intermediates)
+            logits = model.heads['ade20k'](dense.intermediates)
             features = F.normalize(dense.value_tokens, dim=-1)
             out.update({
                 f'image_{i}': image, f'pixel_values_{i}': pixels,

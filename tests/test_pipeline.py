@@ -5,16 +5,18 @@ import pytest
 import torch
 
 from tipsv2_ros.model import zero_shot
-from tipsv2_ros.runtime import factory
-from tipsv2_ros.runtime.labels import LabelBank, LabelError, validate_labels
-from tipsv2_ros.runtime.pipeline import NORMALS_TO_OPTICAL, parse_input_size
+from tipsv2_ros.ros.params import runtime_config
+from tipsv2_ros.runtime import startup
+from tipsv2_ros.runtime.config import parse_input_size
+from tipsv2_ros.runtime.frame.labels import LabelBank, LabelError, validate_labels
+from tipsv2_ros.runtime.frame.pipeline import NORMALS_TO_OPTICAL
 
 LABELS = ['floor', 'wall', 'door']
 
 
 @pytest.fixture(scope='module')
 def runtime(tiny_params):
-    return factory.build(tiny_params, log=lambda text: None)
+    return startup.build(runtime_config(tiny_params), log=lambda text: None)
 
 
 def _frame(height=50, width=70, seed=0):
@@ -108,16 +110,19 @@ def test_parse_input_size_rejects(value):
 
 def test_factory_errors_name_the_problem(tiny_params, tmp_path):
     missing = {**tiny_params, 'model.depth_head': str(tmp_path / 'nope.zip')}
-    with pytest.raises(factory.StartupError, match='no such file'):
-        factory.build(missing, log=lambda text: None)
+    with pytest.raises(startup.StartupError, match='no such file'):
+        startup.build(runtime_config(missing), log=lambda text: None)
     no_head = {**tiny_params, 'model.normals_head': ''}
-    with pytest.raises(factory.StartupError, match='normals'):
-        factory.build(no_head, log=lambda text: None)
+    with pytest.raises(startup.StartupError, match='normals'):
+        startup.build(runtime_config(no_head), log=lambda text: None)
     corrupt = tmp_path / 'vision.npz'
     corrupt.write_bytes(b'PK\x03\x04 not really a zip')
-    with pytest.raises(factory.StartupError, match='could not load'):
-        factory.build({**tiny_params, 'model.vision_weights': str(corrupt)},
+    with pytest.raises(startup.StartupError, match='could not load'):
+        startup.build(runtime_config({**tiny_params, 'model.vision_weights': str(corrupt)}),
                       log=lambda text: None)
-    with pytest.raises(factory.StartupError, match='CUDA'):
-        factory.resolve_device('cuda:0') if not torch.cuda.is_available() else \
-            pytest.skip('a GPU is present')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is present')
+def test_cuda_device_without_a_gpu_is_a_startup_error():
+    with pytest.raises(startup.StartupError, match='CUDA'):
+        startup.resolve_device('cuda:0')

@@ -1,12 +1,12 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""tipsv2_ros.processing: model input, dense resizing, colour views, intrinsics, points."""
+"""runtime.frame.processing: model input, dense resizing, colour views, intrinsics, points."""
 import numpy as np
 from PIL import Image
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tipsv2_ros import colour, processing
+from tipsv2_ros.runtime.frame import colour, processing
 
 
 def _rgb(h, w, seed=0):

@@ -11,13 +11,15 @@ import json
 import time
 
 import golden
-from golden import FILES
+from golden import FILES, ROLES
 import pytest
 import torch
 
 from tipsv2_ros.model import TASKS, TipsV2
-from tipsv2_ros.runtime import backends, export, parity
-from tipsv2_ros.runtime.torch_backend import TorchBackend
+from tipsv2_ros.ros.params import runtime_config
+from tipsv2_ros.runtime import backends, export
+from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+from tipsv2_ros.runtime.export import parity
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 tensorrt = pytest.importorskip('tensorrt')
@@ -40,7 +42,7 @@ def cache_dir(tmp_path_factory):
 
 def _create(model, cache_dir, logs, precision='fp16', tasks=TASKS, size=(112, 112)):
     return backends.create('tensorrt', model, size, tasks, CUDA, precision, cache_dir,
-                           logs.append, options=FILES)
+                           logs.append, runtime_config(FILES))
 
 
 def test_engine_builds_passes_the_gate_and_matches_torch(model, cache_dir):
@@ -90,17 +92,17 @@ def test_cached_engines_are_reused_and_a_corrupt_one_is_rebuilt(model, cache_dir
 
 
 def test_fp32_engine_and_forced_fallback(model, cache_dir):
-    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
     logs = []
     assert _create(model, cache_dir, logs, 'fp32', ('depth',)).precision == 'fp32'
 
     def gate(backend):  # pretend the fp16 engines are broken
         if backend.precision == 'fp16':
-            return parity.ParityReport(agreement=0.3)
-        from tipsv2_ros.runtime.tensorrt_backend import measure
+            return parity.ParityReport(segmentation=0.3)
+        from tipsv2_ros.runtime.backends.tensorrt.backend import measure
         return measure(backend, model)
     backend = TensorRTBackend.build(model, (112, 112), ['segmentation'], CUDA, 'fp16',
-                                    cache_dir, backends.checkpoint_ids(TASKS, FILES),
+                                    cache_dir, backends.checkpoint_ids(TASKS, ROLES),
                                     logs.append, gate=gate)
     assert backend.precision == 'fp16-safe'
     assert any(line.startswith('WARNING: the TensorRT fp16 engines fail') for line in logs)
@@ -118,7 +120,8 @@ def test_b14_engine_at_448_parity_and_timing(tmp_path):
     logs = []
     start = time.perf_counter()
     backend = backends.create('tensorrt', model, (448, 448), TASKS, CUDA, 'fp16',
-                              tmp_path / 'engines', logs.append, options=options)
+                              tmp_path / 'engines', logs.append,
+                              runtime_config(options))
     build = time.perf_counter() - start
     print(f'\nB/14 448 export + build + gate: {build:.0f} s', *logs, sep='\n  ')
     pixels = export.sample_pixels((448, 448), 1, CUDA)

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tipsv2_ros.runtime import parity, triton_contract, triton_dev, triton_repo
-from tipsv2_ros.runtime.base import BackendError
-from tipsv2_ros.runtime.torch_backend import TorchBackend
-from tipsv2_ros.runtime.triton_contract import ServedMismatch as TritonMismatch
+from tipsv2_ros.runtime.backends.base import BackendError
+from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+from tipsv2_ros.runtime.backends.triton import contract as triton_contract
+from tipsv2_ros.runtime.backends.triton.contract import ServedMismatch as TritonMismatch
+from tipsv2_ros.runtime.export import parity
+from tipsv2_ros.runtime.serving import dev_server as triton_dev, repository as triton_repo
 
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
 PYTHON = triton_dev.pytriton_python()
@@ -47,7 +49,7 @@ def server(tiny_weights, tmp_path_factory):
 
 
 def _backend(server, model, tasks=TASKS, size=SIZE, log=None, **kwargs):
-    from tipsv2_ros.runtime.triton_backend import TritonBackend
+    from tipsv2_ros.runtime.backends.triton.backend import TritonBackend
     options = {'served': triton_contract.signature(model, size, tasks),
                'expected': triton_contract.metadata(model, size, tasks),
                'log': log if log is not None else (lambda text: None), **kwargs}
@@ -106,7 +108,7 @@ def test_served_configuration_checks(model):
 
 @needs_server
 def test_missing_model_or_server_degrades_and_retries(server, model):
-    from tipsv2_ros.runtime.triton_backend import TritonBackend, TritonUnavailable
+    from tipsv2_ros.runtime.backends.triton.backend import TritonBackend, TritonUnavailable
     logs = []
     backend = TritonBackend(server.url, 'no_such_model', SIZE, TASKS,
                             triton_contract.signature(model, SIZE, TASKS), log=logs.append,
@@ -170,13 +172,13 @@ def test_repository_configs(model, repository):
 
 def test_repository_with_tensorrt_plans(model, repository, tmp_path):
     """Plans go where ONNX files went; a stand-in toolchain replaces TensorRT and the GPU."""
-    from tipsv2_ros.runtime.tensorrt_backend import Toolchain
+    from tipsv2_ros.runtime.backends.tensorrt.backend import Toolchain
 
     def load(blob, device):
         return lambda feeds: {}
     toolchain = Toolchain('10.99-fake', 'Fake GPU (sm_00)', True,
                           lambda onnx, *args: b'plan:' + pathlib.Path(onnx).name.encode(), load)
-    reports = {'gate': lambda backend: parity.ParityReport(depth=0.001, agreement=1.0)}
+    reports = {'gate': lambda backend: parity.ParityReport(depth=0.001, segmentation=1.0)}
     repo = triton_repo.write_repository(
         model, tmp_path / 'repo', SIZE, ('depth', 'segmentation'), engine='tensorrt',
         cache_dir=repository.path.parent / 'cache', log=lambda text: None,

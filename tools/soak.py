@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from tipsv2_ros import processes
+from tipsv2_ros.ros import processes
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUTS = ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',

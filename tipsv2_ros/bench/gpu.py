@@ -20,13 +20,12 @@ def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
     fast, fast_name = None, ''
     try:
         fast = backends.create('tensorrt', model, size, tasks, device, 'fp16',
-                               cfg.values.get('engine_cache_dir') or None, log,
-                               options=cfg.values)
+                               cfg.runtime.cache_dir, log, cfg.runtime)
         fast_name = 'TensorRT fp16'
     except Exception as error:  # not installed, build failure, parity gate...
         out.append(Row.skipped(SECTIONS[2], 'P4: TensorRT fp16 / our eager fp32',
                                str(error).splitlines()[0][:200], '<= 0.33'))
-        from tipsv2_ros.runtime.torch_backend import TorchBackend
+        from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
         fast, fast_name = TorchBackend(model, size, tasks, 'fp16'), 'torch fp16 autocast'
     samples = interleave({'eager': lambda: eager.infer(pixels, tasks),
                           'fast': lambda: fast.infer(pixels, tasks)}, it, wu, device)

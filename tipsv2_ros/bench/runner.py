@@ -8,7 +8,7 @@ that its in-process reference for P3 runs in the same state as the node.
 """
 import dataclasses
 import pathlib
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +16,9 @@ import torch
 from tipsv2_ros.bench import machine, sections
 from tipsv2_ros.bench.table import render, Row, SECTIONS, verdicts
 from tipsv2_ros.model.zero_shot import TEMPLATES
-from tipsv2_ros.runtime import backends, factory
+from tipsv2_ros.runtime import backends, startup
+from tipsv2_ros.runtime.config import RuntimeConfig
+from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY
 
 ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'P4', 'P5', 'fps')
 DDS_ROWS = frozenset({'e2e', 'P3', 'P6', 'P7'})
@@ -29,15 +31,15 @@ class BenchConfig:
     """What to measure and how.
 
     Attributes:
-        values: node-style parameter values: model files, backend, device, precision,
-            ``model.input_size``, tasks (``cli.options.weight_values`` makes them).
+        runtime: the runtime measured (``cli.options.runtime_config`` makes it); the node
+            under test gets the same (``ros.params.parameter_values``).
         weights: how the weights are described in the title, e.g. 'random b14 weights'.
         only: the row groups of ROWS to run.
         threads: torch intra-op threads here and in the node process (default: torch's).
         frame_size: (height, width) of the camera frames sent.
     """
 
-    values: Dict[str, object]
+    runtime: RuntimeConfig
     weights: str
     iterations: int = 10
     warmup: int = 1
@@ -59,7 +61,7 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     only, it, wu = cfg.only, cfg.iterations, cfg.warmup
-    runtime = factory.build(cfg.values, log=log)
+    runtime = startup.build(cfg.runtime, log=log)
     model, backend = runtime.model, runtime.backend
     device, size, tasks = backend.device, backend.input_size, backend.tasks
     facts = machine.describe(device)
@@ -77,7 +79,7 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
         rows += _dds(cfg, runtime, frame, label_set, result, log)
     eager = backend
     if backend.name != 'torch' or getattr(backend, 'precision', 'fp32') != 'fp32':
-        from tipsv2_ros.runtime.torch_backend import TorchBackend
+        from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
         eager = TorchBackend(model, size, tasks, 'fp32')
     reference, why = None, ''
     if only & {'P0', 'P1', 'P2'}:
@@ -108,14 +110,14 @@ def _p1_p2(cfg, model, eager, size, device, tasks, label_set, runtime, log, refe
     others, skipped = {}, {'transformers': why}
     if 'P2' in cfg.only:
         log('P2: exporting / loading the onnxruntime backend...')
-        dense = frozenset({'depth', 'normals'}) & tasks
+        dense = frozenset(t for t in tasks if REGISTRY[t].kind == DENSE_HEAD)
         ort = sections.optional_backend(lambda: backends.create(
-            'onnxruntime', model, size, dense, device, 'fp32',
-            cfg.values.get('engine_cache_dir') or None, log, options=cfg.values),
+            'onnxruntime', model, size, dense, device, 'fp32', cfg.runtime.cache_dir, log,
+            cfg.runtime),
             skipped, 'onnxruntime fp32')
         if ort is not None:
             others['onnxruntime fp32'] = ort
-        from tipsv2_ros.runtime.torch_backend import TorchBackend
+        from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
         bf16 = sections.optional_backend(lambda: TorchBackend(model, size, tasks, 'bf16'),
                                          skipped, 'torch bf16')
         if bf16 is not None:
@@ -133,14 +135,13 @@ def _dds(cfg, runtime, frame, label_set, result, log) -> List[Row]:
     names = ['message to array', 'message creation', 'publish'] if 'stages' in cfg.only else []
     names += ['node end to end', 'P3', 'P6 hiccup', 'P7'] if cfg.only & DDS_ROWS else []
     try:
-        from tipsv2_ros.ros import bench_e2e
+        from tipsv2_ros.bench.dds import e2e as bench_e2e
     except ImportError as error:  # no ROS 2 in this environment
         return [Row.skipped(SECTIONS[1], name, f'rclpy not importable ({error})')
                 for name in names]
     tasks = runtime.backend.tasks
-    params = {k: v for k, v in cfg.values.items() if v not in (None, '')}
-    if 'model.vision_weights' in params:
-        params.pop('model.variant', None)  # the files say it; 'tiny' is no node variant
+    from tipsv2_ros.ros.params import parameter_values
+    params = parameter_values(cfg.runtime)
     params.update({'tasks': sorted(tasks), 'cameras': [''], 'publish_points': False})
     if label_set is not None:
         params['labels'] = list(label_set.names)

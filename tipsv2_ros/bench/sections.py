@@ -8,14 +8,14 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 
-from tipsv2_ros import colour, processing
 from tipsv2_ros.bench import flops, references
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import interleave, measure, paired_ratio, Samples, timed
 from tipsv2_ros.model import zero_shot
 from tipsv2_ros.model.image_path import DenseEncoder
-from tipsv2_ros.runtime.labels import LabelBank
-from tipsv2_ros.runtime.pipeline import FrameResult
+from tipsv2_ros.runtime.frame import colour, processing
+from tipsv2_ros.runtime.frame.labels import LabelBank
+from tipsv2_ros.runtime.frame.pipeline import FrameResult
 
 STAGE = SECTIONS[0]
 DENSE = frozenset({'depth', 'normals'})

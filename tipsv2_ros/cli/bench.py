@@ -13,7 +13,7 @@ import pathlib
 import sys
 import tempfile
 
-from tipsv2_ros.cli.options import add_weight_options, FILE_FLAGS, weight_values
+from tipsv2_ros.cli.options import add_weight_options, explicit_files, runtime_config
 
 # The row groups (bench/runner.py ROWS; listed here so that --help stays free of torch).
 ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'P4', 'P5', 'fps')
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def random_weights(variant: str, directory=None) -> dict:
-    """Node parameters naming random weights of ``variant``, written once and then reused."""
+    """Random weights of ``variant`` by role, written once and then reused."""
     from tipsv2_ros.model import random_weights as writer
     folder = pathlib.Path(directory or os.path.join(tempfile.gettempdir(),
                                                     f'tipsv2_bench_{variant}'))
@@ -58,7 +58,7 @@ def random_weights(variant: str, directory=None) -> dict:
         print(f'[bench] writing random {variant} weights to {folder} (once)', flush=True)
         writer.write_random_checkpoint(folder, variant, seed=0)
         marker.write_text('written by tipsv2 bench\n')
-    return {f'model.{key}': str(folder / name) for key, name in names.items()}
+    return {role: str(folder / name) for role, name in names.items()}
 
 
 def _frame_size(text: str):
@@ -68,7 +68,7 @@ def _frame_size(text: str):
 
 def run(args) -> int:
     from tipsv2_ros.bench import runner
-    from tipsv2_ros.runtime import factory
+    from tipsv2_ros.runtime import startup
 
     only = frozenset(name.strip() for name in args.only.split(',') if name.strip())
     if not only or not only <= set(runner.ROWS):
@@ -76,20 +76,19 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     try:
-        values = weight_values(args)
-        if any(getattr(args, name) for name in FILE_FLAGS):
+        runtime = runtime_config(args)
+        if explicit_files(args):
             weights = 'weights from the given files'
         elif args.weights == 'downloaded':
             weights = f'downloaded {args.variant} weights'
         else:
-            values.update(random_weights(args.variant, args.random_dir))
-            values['model.variant'] = args.variant
+            runtime = runtime.replace(files=random_weights(args.variant, args.random_dir))
             weights = f'random {args.variant} weights'
-        config = runner.BenchConfig(values, weights, args.iterations, args.warmup, only,
+        config = runner.BenchConfig(runtime, weights, args.iterations, args.warmup, only,
                                     args.threads, _frame_size(args.frame_size),
                                     args.start_timeout)
         table, _ = runner.run(config, log=lambda text: print(f'[bench] {text}', flush=True))
-    except (factory.StartupError, ValueError, OSError) as error:
+    except (startup.StartupError, ValueError, OSError) as error:
         print(f'tipsv2 bench: error: {error}', file=sys.stderr)
         return 1
     print(table)

@@ -12,16 +12,15 @@ With --triton-repo DIR it writes a Triton Inference Server model repository of t
 import argparse
 import sys
 
-from tipsv2_ros.cli.options import add_model_options, FILE_FLAGS, weight_values
-
-TASKS = ('depth', 'normals', 'segmentation')
+from tipsv2_ros.cli.options import add_model_options, file_flags, runtime_config
+from tipsv2_ros.tasks import REGISTRY
 
 
 def _tasks(text: str) -> tuple:
-    tasks = tuple(t.strip() for t in text.split(',') if t.strip())
-    unknown = sorted(set(tasks) - set(TASKS))
+    tasks, known = tuple(t.strip() for t in text.split(',') if t.strip()), REGISTRY.image_path()
+    unknown = sorted(set(tasks) - set(known))
     if unknown or not tasks:
-        raise argparse.ArgumentTypeError(f'tasks {text!r}: choose from {",".join(TASKS)}')
+        raise argparse.ArgumentTypeError(f'tasks {text!r}: choose from {",".join(known)}')
     return tasks
 
 
@@ -31,8 +30,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         'export', help='export the image path to ONNX (and TensorRT with --engine)',
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group('model files (default: the downloaded --variant)')
-    for name, text in FILE_FLAGS.items():
-        if name != 'segmentation_head':  # the ADE20K head is not part of the image path
+    image_path_files = {role for spec in REGISTRY if spec.image_path for role in spec.files}
+    for name, text in file_flags().items():
+        if name in image_path_files | {'vision_weights'}:  # the ADE20K head is not exported
             group.add_argument('--' + name.replace('_', '-'), metavar='FILE', help=text)
     add_model_options(group)
     parser.add_argument('--input-size', default='448', help='N or HxW, multiples of 14 '
@@ -58,27 +58,28 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export (and build); print what was written and the parity figures; return 0 or 1."""
-    from tipsv2_ros.runtime import backends, cache, export, factory
-    from tipsv2_ros.runtime.base import BackendError
-    from tipsv2_ros.runtime.pipeline import parse_input_size
+    from tipsv2_ros.runtime import backends, export
+    from tipsv2_ros.runtime import startup
+    from tipsv2_ros.runtime.backends.base import BackendError
+    from tipsv2_ros.runtime.export import cache
 
     def say(text: str) -> None:
         print(f'[export] {text}', flush=True)
 
     try:
-        values = weight_values(args)
-        input_size = parse_input_size(args.input_size)
-        tasks = tuple(args.tasks or values.get('tasks') or TASKS)
-        device = factory.resolve_device(args.device)
-        files = factory.model_files(values)
-        model = factory.load_model(files, tasks, factory.model_variant(values), device)
+        config = runtime_config(args)
+        config = config.replace(tasks=tuple(args.tasks or config.tasks))
+        input_size, tasks = config.input_size, config.tasks
+        device = startup.resolve_device(args.device)
+        files = startup.model_files(config)
+        model = startup.load_model(files, tasks, startup.model_variant(config), device)
         checkpoints = backends.checkpoint_ids(tasks, files)
         out = args.out or cache.default_dir()
         say(f'{model.describe()}, tasks {",".join(tasks)}, {input_size[0]}x{input_size[1]}, '
             f'into {out}')
         opset = export.OPSET
         if not args.engine:  # the files backend onnxruntime on this device will look for
-            from tipsv2_ros.runtime.onnx_backend import export_opset
+            from tipsv2_ros.runtime.backends.onnx_backend import export_opset
             opset = export_opset(device)
         parts = export.export_parts(model, tasks, input_size, checkpoints, out, say, opset)
         for name, part in parts.items():
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if args.engine:
             if device.type != 'cuda':
                 raise BackendError(f'--engine needs a CUDA device (device is {device})')
-            from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+            from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
             precision = backends.resolve_precision(args.precision, 'tensorrt', device)
             with TensorRTBackend.build(model, input_size, tasks, device, precision, out,
                                        checkpoints, say, args.max_batch) as backend:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f'TensorRT {backend.precision} engines accepted: '
                       f'{backend.report.describe()}')
         if args.triton_repo:
-            from tipsv2_ros.runtime import triton_repo
+            from tipsv2_ros.runtime.serving import repository as triton_repo
             repo = triton_repo.write_repository(
                 model, args.triton_repo, input_size, tasks,
                 engine='tensorrt' if args.engine else 'onnx', max_batch=args.max_batch,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 precision=backends.resolve_precision(args.precision, 'tensorrt', device),
                 checkpoints=checkpoints, cache_dir=out, log=say)
             print(f'{repo.path}  (Triton repository: {", ".join(repo.models)})')
-    except (ValueError, OSError, BackendError, factory.StartupError) as error:
+    except (ValueError, OSError, BackendError, startup.StartupError) as error:
         print(f'tipsv2 export: error: {error}', file=sys.stderr)
         return 1
     return 0

@@ -10,7 +10,7 @@ import argparse
 import pathlib
 import sys
 
-from tipsv2_ros.cli.options import add_weight_options, weight_values
+from tipsv2_ros.cli.options import add_weight_options, runtime_config
 
 
 def register(subparsers) -> None:
@@ -46,20 +46,19 @@ def run(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from tipsv2_ros import processing
     from tipsv2_ros.cli import views
     from tipsv2_ros.model.reference import raw_outputs
-    from tipsv2_ros.runtime import factory
-    from tipsv2_ros.runtime.labels import LabelError
+    from tipsv2_ros.runtime import startup
+    from tipsv2_ros.runtime.frame import processing
+    from tipsv2_ros.runtime.frame.labels import LabelError
 
     try:
-        values = weight_values(args)
-        runtime = factory.build(values, log=lambda text: print(f'[infer] {text}'))
+        runtime = startup.build(runtime_config(args), log=lambda text: print(f'[infer] {text}'))
         templates = _templates(args.templates)
         label_set = None
         if 'segmentation' in runtime.backend.tasks:
             label_set = runtime.labels.build(args.labels.split(','), templates)
-    except (factory.StartupError, LabelError, ValueError, OSError) as error:
+    except (startup.StartupError, LabelError, ValueError, OSError) as error:
         print(f'tipsv2 infer: error: {error}', file=sys.stderr)
         return 1
     out = pathlib.Path(args.out)

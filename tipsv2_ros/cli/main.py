@@ -42,8 +42,8 @@ def tune_allocator() -> None:
 def perception_node() -> int:
     """Run the node as ``ros2 run tipsv2_ros perception_node`` does (allocator tuned first)."""
     tune_allocator()
-    from tipsv2_ros.ros.node import main as node_main
-    return node_main()
+    from tipsv2_ros.ros import lifecycle
+    return lifecycle.main()
 
 
 def main(argv=None) -> int:

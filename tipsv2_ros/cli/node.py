@@ -56,5 +56,5 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from tipsv2_ros.ros.node import main
-    return main(['tipsv2_perception', *ros_arguments(args)])
+    from tipsv2_ros.ros import lifecycle
+    return lifecycle.main(['tipsv2_perception', *ros_arguments(args)])

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from tipsv2_ros import colour, processing
+from tipsv2_ros.runtime.frame import colour, processing
 
 MEANINGLESS = 'RANDOM WEIGHTS - OUTPUT IS MEANINGLESS'
 

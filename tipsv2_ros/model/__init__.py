@@ -8,17 +8,20 @@ the official outputs (tests/test_model_parity.py). Typical use::
     model = TipsV2.from_files('vision.npz', 'text.npz', 'tokenizer.model',
                               depth_head='depth_dpt.zip', normals_head='normals_dpt.zip')
     path = model.image_path(('depth', 'normals', 'segmentation'), input_size=448)
-    outputs = path(pixel_values)  # DenseOutputs(depth, normals, features)
+    outputs = path(pixel_values)  # DenseOutputs: depth, normals, features by name
     classifier = model.text_classifier(['floor', 'wall', 'person'])
     labels, confidence = segment(outputs.features, classifier, model.temperature, (480, 640))
 """
 from tipsv2_ros.model.checkpoint import CheckpointError
 from tipsv2_ros.model.config import (DPTConfig, ModelConfig, TextConfig, TINY, VARIANTS,
                                      VisionConfig)
-from tipsv2_ros.model.image_path import DenseOutputs, EncoderOutputs, ImagePath, TASKS
+from tipsv2_ros.model.image_path import DenseOutputs, EncoderOutputs, ImagePath
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.model.vision import ImageTokens, Intermediate
 from tipsv2_ros.model.zero_shot import segment, Segmentation, TEMPLATES
+from tipsv2_ros.tasks import REGISTRY
+
+TASKS = REGISTRY.image_path()  # the built-in tasks of an image path
 
 __all__ = [
     'CheckpointError', 'DenseOutputs', 'DPTConfig', 'EncoderOutputs', 'ImagePath',

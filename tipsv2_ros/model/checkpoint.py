@@ -91,7 +91,8 @@ TORCH_TO_SCENIC: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     'dense': lambda w: w.T,
     'copy': lambda w: w,
 }
-# Scenic name of the task's final Dense layer -> our task name.
+# Scenic name of a head's final Dense layer -> the head's name in the official files
+# (``TaskSpec.checkpoint_name``; 'segmentation' is the ADE20K head).
 SCENIC_HEADS = {'pixel_depth_classif': 'depth', 'pixel_normals': 'normals',
                 'pixel_segmentation': 'segmentation'}
 

@@ -196,9 +196,6 @@ class SegmentationHead(DenseHead):
         super().__init__(cfg.segmentation_classes, embed_dim, cfg)
 
 
-HEADS = {'depth': DepthHead, 'normals': NormalsHead, 'segmentation': SegmentationHead}
-
-
 def bin_centers(cfg: DPTConfig) -> torch.Tensor:
     """Depth bin centres in metres: ``linspace(min_depth, max_depth, depth_bins)``."""
     # Computed on the CPU even inside a ``torch.device('meta')`` context: linspace has no cheap

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from tipsv2_ros.model.checkpoint import CheckpointError, TEMPERATURE_KEYS, to_tensor
+from tipsv2_ros.tasks import REGISTRY
 
 HF_TOWERS = {'vision_encoder.': 'vision', 'text_encoder.': 'text'}
 # transformers' save_pretrained undoes its renames for the text MLP on the vision MLP too,
 # so files it writes name the vision MLP like the text one.
 HF_VISION_RENAMES = (('.mlp.c_fc.', '.mlp.fc1.'), ('.mlp.c_proj.', '.mlp.fc2.'))
-HF_TASKS = ('depth', 'normals', 'segmentation')
 CONV_TRANSPOSE_KEYS = ('dpt.reassemble.resize_layers.0.weight',
                        'dpt.reassemble.resize_layers.1.weight')
 
@@ -28,7 +28,12 @@ class HFWeights(NamedTuple):
     vision: dict[str, torch.Tensor]
     text: dict[str, torch.Tensor]
     temperature: Optional[float]
-    heads: dict[str, dict[str, torch.Tensor]]  # task -> DPT head state dict
+    heads: dict[str, dict[str, torch.Tensor]]  # checkpoint name -> DPT head state dict
+
+
+def hf_heads() -> tuple[str, ...]:
+    """Return the heads' names in HF files (``TaskSpec.checkpoint_name``)."""
+    return tuple(spec.checkpoint_name for spec in REGISTRY.heads())
 
 
 def hf_key(key: str) -> tuple[str, str]:
@@ -45,7 +50,7 @@ def hf_key(key: str) -> tuple[str, str]:
             for old, new in HF_VISION_RENAMES if part == 'vision' else ():
                 name = name.replace(old, new)
             return part, name
-    for task in HF_TASKS:
+    for task in hf_heads():
         final, prefix = f'{task}_head.{task}_head.', f'{task}_head.'
         if key.startswith(final):
             return task, 'head.' + key[len(final):]
@@ -76,7 +81,7 @@ def hf_weights(arrays: Mapping[str, np.ndarray], flip_conv_transpose: bool = Fal
             unknown.append(key)
             continue
         tensor = to_tensor(value)
-        if flip_conv_transpose and part in HF_TASKS and name in CONV_TRANSPOSE_KEYS:
+        if flip_conv_transpose and part in hf_heads() and name in CONV_TRANSPOSE_KEYS:
             tensor = tensor.flip(2, 3)
         parts.setdefault(part, {})[name] = tensor
     if unknown:

@@ -8,27 +8,51 @@ ViT blocks run once per image. The input size is fixed when the path is built: t
 positional table is computed then (with antialiasing, which ONNX cannot express) and stored
 as a buffer, so the module exports with ``torch.onnx.export(..., dynamo=True)``.
 
-Backends that run heads lazily use the parts: ``encoder`` (pixels -> ``EncoderOutputs``),
-``depth`` and ``normals`` (intermediates -> maps).
+Backends that run heads lazily use the parts: ``encoder`` (pixels -> ``EncoderOutputs``)
+and one module per dense head of ``tipsv2_ros.tasks.REGISTRY`` (intermediates -> map), an
+attribute named after its task (``path.depth``, ``path.normals``).
 """
-from typing import NamedTuple, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.utils import _pytree as pytree
 
-from tipsv2_ros.model.dpt import DepthHead, NormalsHead
 from tipsv2_ros.model.vision import Intermediate, VisionTransformer
+from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY, ZERO_SHOT
 
-TASKS = ('depth', 'normals', 'segmentation')
+
+class DenseOutputs(dict):
+    """Image-path outputs by name (``TaskSpec.output``); only the tasks run are present.
+
+    Built by name (``DenseOutputs(depth=d, features=f)``); ``outputs.depth`` reads like a
+    field and is None for a known output that was not computed. Built-in outputs:
+    ``depth`` (B, 1, H', W') metres, H', W' = 8h, 8w for even grids; ``normals``
+    (B, 3, H', W') unit vectors; ``features`` (B, h, w, D) L2-normalised value-trick
+    features of the zero-shot segmentation.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in [name for name, value in self.items() if value is None]:
+            del self[name]  # "not run" has one spelling: absent
+
+    def __getattr__(self, name: str) -> Optional[torch.Tensor]:
+        if name in self:
+            return self[name]
+        if name in {spec.output for spec in REGISTRY}:
+            return None
+        raise AttributeError(f'DenseOutputs has no output {name!r}')
 
 
-class DenseOutputs(NamedTuple):
-    """Image-path outputs; a field is None when its task is not enabled."""
-
-    depth: Optional[torch.Tensor]  # (B, 1, H', W') metres; H', W' = 8h, 8w for even grids
-    normals: Optional[torch.Tensor]  # (B, 3, H', W') unit vectors
-    features: Optional[torch.Tensor]  # (B, h, w, D) L2-normalised value-trick features
+# torch.export and the ONNX exporter flatten module outputs as pytrees: keys in order.
+pytree.register_pytree_node(
+    DenseOutputs, lambda d: (list(d.values()), list(d.keys())),
+    lambda values, keys: DenseOutputs(zip(keys, values)),
+    serialized_type_name='tipsv2_ros.model.image_path.DenseOutputs',
+    flatten_with_keys_fn=lambda d: ([(pytree.MappingKey(k), v) for k, v in d.items()],
+                                    list(d.keys())))
 
 
 class EncoderOutputs(NamedTuple):
@@ -64,10 +88,10 @@ class DenseEncoder(nn.Module):
         return EncoderOutputs(dense.intermediates, features)
 
 
-class UnitNormals(nn.Module):
-    """The normals head followed by the L2 normalisation of the official demo."""
+class UnitVectors(nn.Module):
+    """A head followed by the L2 normalisation over channels (normals, as the official demo)."""
 
-    def __init__(self, head: NormalsHead) -> None:
+    def __init__(self, head: nn.Module) -> None:
         super().__init__()
         self.head = head
 
@@ -79,37 +103,47 @@ class ImagePath(nn.Module):
     """Encoder plus the enabled heads; shares (does not copy) the modules it is given."""
 
     def __init__(self, vision: VisionTransformer, layers: Sequence[int],
-                 input_size: Sequence[int], depth: Optional[DepthHead] = None,
-                 normals: Optional[NormalsHead] = None, features: bool = False) -> None:
+                 input_size: Sequence[int], heads: Optional[Mapping[str, nn.Module]] = None,
+                 features: bool = False) -> None:
         """Assemble the path.
 
         Args:
             vision: the image encoder.
             layers: the intermediate layers the DPT heads read.
             input_size: (H, W), multiples of the patch size.
-            depth: the depth head, or None to skip depth.
-            normals: the normals head, or None to skip normals.
+            heads: task -> DPT head, for the dense-head tasks to run.
             features: compute the zero-shot segmentation features.
         """
         super().__init__()
-        if depth is None and normals is None and not features:
-            raise ValueError(f'an image path needs at least one of the tasks {TASKS}')
+        heads = dict(heads or {})
+        if not heads and not features:
+            raise ValueError('an image path needs at least one of the tasks '
+                             f'{REGISTRY.image_path()}')
         # Without a DPT head the intermediates are not needed.
-        layers = layers if depth is not None or normals is not None else ()
-        self.encoder = DenseEncoder(vision, layers, input_size, features)
-        self.depth = depth
-        self.normals = UnitNormals(normals) if normals is not None else None
+        self.encoder = DenseEncoder(vision, layers if heads else (), input_size, features)
+        self.head_names = tuple(spec.name for spec in REGISTRY.heads() if spec.image_path)
+        for name in self.head_names:  # path.depth, path.normals: None when not enabled
+            head = heads.pop(name, None)
+            if head is not None and REGISTRY[name].unit_vectors:
+                head = UnitVectors(head)
+            self.add_module(name, head)
+        if heads:
+            raise ValueError(f'not dense heads of the image path: {sorted(heads)}')
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """The enabled tasks, in ``TASKS`` order."""
-        enabled = (self.depth is not None, self.normals is not None,
-                   self.encoder.with_features)
-        return tuple(task for task, on in zip(TASKS, enabled) if on)
+        """The enabled tasks, in registry order."""
+        return tuple(spec.name for spec in REGISTRY if spec.image_path and (
+            (spec.kind == ZERO_SHOT and self.encoder.with_features)
+            or (spec.kind == DENSE_HEAD and getattr(self, spec.name, None) is not None)))
 
     def forward(self, pixel_values: torch.Tensor) -> DenseOutputs:
         """Run the image path on (B, 3, H, W) RGB in [0, 1] at the built input size."""
         encoded = self.encoder(pixel_values)
-        depth = self.depth(encoded.intermediates) if self.depth is not None else None
-        normals = self.normals(encoded.intermediates) if self.normals is not None else None
-        return DenseOutputs(depth, normals, encoded.features)
+        outputs = {}
+        for spec in REGISTRY:
+            if spec.kind == DENSE_HEAD and getattr(self, spec.name, None) is not None:
+                outputs[spec.output] = getattr(self, spec.name)(encoded.intermediates)
+            elif spec.kind == ZERO_SHOT and encoded.features is not None:
+                outputs[spec.output] = encoded.features
+        return DenseOutputs(outputs)

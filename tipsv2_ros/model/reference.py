@@ -40,8 +40,8 @@ def raw_outputs(model: TipsV2, pixel_values: torch.Tensor, labels: Sequence[str]
         if 'normals' in model.heads:
             normals = model.heads['normals'](dense.intermediates)
             out['normals_raw'], out['normals_unit'] = normals, F.normalize(normals, dim=1)
-        if 'segmentation' in model.heads:
-            logits = model.heads['segmentation'](dense.intermediates)
+        if 'ade20k' in model.heads:
+            logits = model.heads['ade20k'](dense.intermediates)
             out['segmentation_logits'] = F.interpolate(logits, size=size, mode='bilinear',
                                                        align_corners=False)
         if labels and templates and model.text is not None and model.tokenizer is not None:

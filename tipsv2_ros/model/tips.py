@@ -13,12 +13,13 @@ from torch import nn
 
 from tipsv2_ros.model import checkpoint, config_file, hf_checkpoint
 from tipsv2_ros.model.config import ModelConfig, resolve_config
-from tipsv2_ros.model.dpt import DenseHead, HEADS
-from tipsv2_ros.model.image_path import ImagePath, TASKS
+from tipsv2_ros.model.dpt import DenseHead
+from tipsv2_ros.model.image_path import ImagePath
 from tipsv2_ros.model.text import TextEncoder
 from tipsv2_ros.model.tokenizer import Tokenizer
 from tipsv2_ros.model.vision import ImageTokens, VisionTransformer
 from tipsv2_ros.model.zero_shot import TEMPLATES, text_classifier
+from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY, ZERO_SHOT
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,10 +46,8 @@ class TipsV2(nn.Module):
     @classmethod
     def from_files(cls, vision_weights: PathLike, text_weights: Optional[PathLike] = None,
                    tokenizer: Optional[PathLike] = None,
-                   depth_head: Optional[PathLike] = None,
-                   normals_head: Optional[PathLike] = None,
-                   segmentation_head: Optional[PathLike] = None,
-                   variant: Union[str, ModelConfig, None] = None) -> 'TipsV2':
+                   variant: Union[str, ModelConfig, None] = None,
+                   **head_files: Optional[PathLike]) -> 'TipsV2':
         """Load released files; every part is checked strictly against the variant.
 
         Args:
@@ -56,12 +55,12 @@ class TipsV2(nn.Module):
                 text tower is used too when ``text_weights`` is omitted).
             text_weights: ``tips_v2_oss_*_text.npz`` or an HF ``model.safetensors``.
             tokenizer: ``tokenizer.model``; needed to encode text.
-            depth_head: ``tips_v2_*_depth_dpt.zip`` (Scenic) or an HF ``-dpt`` safetensors.
-            normals_head: likewise for normals.
-            segmentation_head: likewise for the ADE20K segmentation head.
             variant: 'b14', 'l14', 'so400m14', 'g14', 'tiny' or a ``ModelConfig``; when
                 omitted, the ``config.json`` next to the vision weights (``config_file``),
                 else the official variant their shapes match. Checked against the files.
+            **head_files: a DPT head's file by its role in ``tipsv2_ros.tasks.REGISTRY``:
+                ``depth_head=``, ``normals_head=`` (``tips_v2_*_{task}_dpt.zip`` from Scenic
+                or an HF ``-dpt`` safetensors), ``segmentation_head=`` (the ADE20K head).
 
         Returns:
             The model in eval mode, on the CPU, in float32.
@@ -91,13 +90,18 @@ class TipsV2(nn.Module):
                 raise checkpoint.CheckpointError(
                     f"{tokenizer}: {tokens.vocab_size} pieces do not fit the text encoder's "
                     f'{config.text.vocab_size}-entry embedding')
+        roles = {spec.files[0]: spec for spec in REGISTRY.heads()}
+        unknown = sorted(set(head_files) - set(roles))
+        if unknown:
+            raise TypeError(f'from_files() got unknown head file(s) {unknown}; heads: '
+                            f'{sorted(roles)}')
         heads = {}
-        for task, path in (('depth', depth_head), ('normals', normals_head),
-                           ('segmentation', segmentation_head)):
+        for role, path in head_files.items():
             if path is not None:
-                heads[task] = HEADS[task](config.vision.embed_dim, config.dpt)
-                checkpoint.load_strict(heads[task], read.head(path, task),
-                                       f'{path} ({task} head)', 'dpt', config.name)
+                spec = roles[role]
+                heads[spec.name] = spec.head_class()(config.vision.embed_dim, config.dpt)
+                checkpoint.load_strict(heads[spec.name], read.head(path, spec),
+                                       f'{path} ({spec.name} head)', 'dpt', config.name)
         model = cls(config, vision, text, tokens, heads, temperature)
         return model.eval()
 
@@ -138,19 +142,21 @@ class TipsV2(nn.Module):
         """Return unit (C, D) class embeddings: a prompt ensemble over ``templates`` per label."""
         return text_classifier(self.encode_text, labels, templates)
 
-    def image_path(self, tasks: Iterable[str] = TASKS,
+    def image_path(self, tasks: Optional[Iterable[str]] = None,
                    input_size: Union[int, Sequence[int], None] = None) -> ImagePath:
         """Build the fused image path for ``tasks`` at a fixed (H, W) input size.
 
         Args:
-            tasks: a subset of ('depth', 'normals', 'segmentation'); 'segmentation' means the
-                zero-shot features (the ADE20K head stays in ``heads``).
+            tasks: a subset of the registry's image-path tasks (default: all of them):
+                dense heads, and 'segmentation', the zero-shot features.
             input_size: H = W, or (H, W); multiples of 14. Defaults to 448.
         """
-        tasks = set(tasks)
-        if not tasks or not tasks <= set(TASKS):
-            raise ValueError(f'tasks must be a non-empty subset of {TASKS}, got {sorted(tasks)}')
-        for task in tasks & {'depth', 'normals'}:
+        known = REGISTRY.image_path()
+        tasks = set(known if tasks is None else tasks)
+        if not tasks or not tasks <= set(known):
+            raise ValueError(f'tasks must be a non-empty subset of {known}, got {sorted(tasks)}')
+        dense = [name for name in REGISTRY.ordered(tasks) if REGISTRY[name].kind == DENSE_HEAD]
+        for task in dense:
             if task not in self.heads:
                 raise RuntimeError(f'task {task!r} needs the {task} head weights')
         size = input_size or self.config.input_size
@@ -159,9 +165,8 @@ class TipsV2(nn.Module):
         if len(size) != 2 or size[0] % patch or size[1] % patch or min(size) <= 0:
             raise ValueError(f'input size {size} must be two positive multiples of {patch}')
         path = ImagePath(self.vision, self.config.dpt.intermediate_layers, size,
-                         depth=self.heads['depth'] if 'depth' in tasks else None,
-                         normals=self.heads['normals'] if 'normals' in tasks else None,
-                         features='segmentation' in tasks)
+                         heads={task: self.heads[task] for task in dense},
+                         features=any(REGISTRY[t].kind == ZERO_SHOT for t in tasks))
         return path.to(self.device).train(self.training)
 
 
@@ -188,18 +193,21 @@ class _Reader:
         arrays, temperature = checkpoint.split_temperature(checkpoint.read_arrays(path))
         return checkpoint.to_tensors(arrays), temperature
 
-    def head(self, path: PathLike, task: str) -> dict:
-        """Return the state dict of the ``task`` head in a Scenic zip or an HF file."""
-        parts = self.hf(path)
+    def head(self, path: PathLike, spec) -> dict:
+        """Return the state dict of the ``spec`` head in a Scenic zip or an HF file.
+
+        The files name heads by ``spec.checkpoint_name`` (the ADE20K head is 'segmentation').
+        """
+        name, parts = spec.checkpoint_name, self.hf(path)
         if parts is not None:
-            if task not in parts.heads:
+            if name not in parts.heads:
                 raise checkpoint.CheckpointError(
-                    f'{path} has no {task} head (it has: {sorted(parts.heads) or "none"})')
-            return parts.heads[task]
+                    f'{path} has no {name} head (it has: {sorted(parts.heads) or "none"})')
+            return parts.heads[name]
         found, state = checkpoint.scenic_to_torch(checkpoint.read_arrays(path))
-        if found != task:
+        if found != name:
             raise checkpoint.CheckpointError(
-                f'{path} holds the {found} head, not the {task} head')
+                f'{path} holds the {found} head, not the {name} head')
         return state
 
 

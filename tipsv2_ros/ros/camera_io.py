@@ -12,11 +12,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from tipsv2_ros import colour, processing
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions
-from tipsv2_ros.runtime.labels import LabelSet
-from tipsv2_ros.runtime.pipeline import FrameResult
+from tipsv2_ros.runtime.frame import colour, processing
+from tipsv2_ros.runtime.frame.labels import LabelSet
+from tipsv2_ros.runtime.frame.pipeline import FrameResult
+from tipsv2_ros.tasks import REGISTRY
 
 try:  # what the Nav2 semantic segmentation layer reads; not in the PyPI wheels
     from vision_msgs.msg import LabelInfo as VisionLabelInfo, VisionClass
@@ -27,14 +28,6 @@ OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# Output topics per task; a task runs only while one of its topics has a subscriber.
-TASK_TOPICS = {
-    'depth': ('depth/image', 'depth/colored', 'depth/points'),
-    'normals': ('normals/image', 'normals/colored'),
-    'segmentation': ('segmentation/labels', 'segmentation/confidence',
-                     'segmentation/colored'),
-}
-
 
 def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
                   wanted: Callable[[str], bool]) -> List[Tuple[str, np.ndarray, str]]:
@@ -44,22 +37,18 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
     times the node's own outputs.
     """
     out = []
+    labels = len(result.label_set.names) if result.label_set is not None else 0
 
-    def add(name, make, encoding):
-        if wanted(name):
-            out.append((name, make(), encoding))
-    if result.depth is not None:
-        add('depth/image', lambda: result.depth, '32FC1')
-        add('depth/colored', lambda: colour.colorize_depth(result.depth, 0.0, view_max), 'rgb8')
-    if result.normals is not None:
-        add('normals/image', lambda: result.normals, '32FC3')
-        add('normals/colored', lambda: colour.normals_to_rgb(result.normals), 'rgb8')
-    if result.labels is not None:
-        add('segmentation/labels', lambda: result.labels, 'mono8')
-        add('segmentation/confidence', lambda: result.confidence, 'mono8')
-        add('segmentation/colored', lambda: colour.overlay_labels(
-            processing.resize_rgb(frame, result.size), result.labels,
-            colour.label_palette(len(result.label_set.names))), 'rgb8')
+    def background():
+        return processing.resize_rgb(frame, result.size)
+    for spec in REGISTRY:
+        for topic in spec.topics:
+            array = result.arrays.get(topic.array)
+            if array is None or not topic.encoding or not wanted(topic.name):
+                continue
+            if topic.view:
+                array = colour.VIEWS[topic.view](array, labels, background, view_max)
+            out.append((topic.name, array, topic.encoding))
     return out
 
 
@@ -91,10 +80,8 @@ class CameraIO:
             node.create_subscription(CameraInfo, topic('camera_info'), self._on_info,
                                      input_qos),
         ]
-        self.pubs = {name: node.create_publisher(Image, topic(name), OUTPUT_QOS) for name in
-                     ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
-                      'segmentation/labels', 'segmentation/confidence',
-                      'segmentation/colored')}
+        self.pubs = {t.name: node.create_publisher(Image, topic(t.name), OUTPUT_QOS)
+                     for spec in REGISTRY for t in spec.topics if t.encoding}
         self.info_pub = node.create_publisher(CameraInfo, topic('depth/camera_info'),
                                               OUTPUT_QOS)
         if publish_points:
@@ -122,8 +109,8 @@ class CameraIO:
     def wanted_tasks(self, enabled: FrozenSet[str]) -> FrozenSet[str]:
         """Return the enabled tasks whose outputs someone subscribes to right now."""
         return frozenset(task for task in enabled if any(
-            name in self.pubs and self.pubs[name].get_subscription_count() > 0
-            for name in TASK_TOPICS[task]))
+            t.name in self.pubs and self.pubs[t.name].get_subscription_count() > 0
+            for t in REGISTRY[task].topics))
 
     def publishers_of_input(self) -> int:
         return self._node.count_publishers(self.image_topic)
@@ -176,11 +163,3 @@ class CameraIO:
                               for i, name in enumerate(label_set.names)]
             vmsg.threshold = float(threshold)
             self.vision_label_pub.publish(vmsg)
-
-    def destroy(self) -> None:
-        for entity in self._subs:
-            self._node.destroy_subscription(entity)
-        for pub in [*self.pubs.values(), self.info_pub, self.label_pub,
-                    self.vision_label_pub]:
-            if pub is not None:
-                self._node.destroy_publisher(pub)

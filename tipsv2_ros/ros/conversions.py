@@ -15,8 +15,8 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from tipsv2_ros import processing
 from tipsv2_ros.ros.image_decode import check_layout, ImageConversionError
+from tipsv2_ros.runtime.frame import processing
 
 _NATIVE_BIG = sys.byteorder == 'big'
 

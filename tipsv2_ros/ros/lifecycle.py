@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter
 
 from tipsv2_ros.ros import params as node_params
 from tipsv2_ros.ros.node import NODE_NAME, PerceptionNode
-from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime import startup
 
 # rclpy's per-node ~/get_type_description service, switched off on the parameter reader.
 _TYPE_DESCRIPTION_PARAM = 'start_type_description_service'
@@ -36,17 +36,17 @@ def load():
         (runtime, label_set).
 
     Raises:
-        factory.StartupError, ValueError: bad weights, parameters or labels.
+        startup.StartupError, ValueError: bad weights, parameters or labels.
     """
     reader = Node(NODE_NAME, enable_rosout=False, start_parameter_services=False,
                   parameter_overrides=[Parameter(_TYPE_DESCRIPTION_PARAM, value=False)])
     try:
         node_params.declare(reader)
-        values = node_params.NodeParams.from_node(reader).values
-        logger = reader.get_logger()
+        params = node_params.NodeParams.from_node(reader)
+        values, logger = params.values, reader.get_logger()
     finally:
         reader.destroy_node()
-    runtime = factory.build(values, log=logger.info)
+    runtime = startup.build(params.runtime_config, log=logger.info)
     try:
         return runtime, runtime.labels.build(values['labels'], values['templates'])
     except BaseException:
@@ -95,7 +95,7 @@ def main(args=None) -> int:
         try:
             runtime, label_set = load()
             node = PerceptionNode(runtime, label_set)
-        except (factory.StartupError, ValueError) as error:
+        except (startup.StartupError, ValueError) as error:
             print(f'[{NODE_NAME}] start-up failed: {error}', file=sys.stderr)
             return 1
         except (KeyboardInterrupt, ExternalShutdownException):

@@ -25,8 +25,9 @@ from tipsv2_ros.ros import image_decode, params as node_params
 from tipsv2_ros.ros.camera_io import CameraIO
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
-from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime import startup
 from tipsv2_ros.srv import SetLabels
+from tipsv2_ros.tasks import REGISTRY
 
 
 NODE_NAME = 'tipsv2_perception'
@@ -46,7 +47,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         self.params = node_params.NodeParams.from_node(self)
         self._throttle = Throttle(self.get_logger())
         # Everything that can fail on bad weights happens before any topic exists.
-        self.runtime = runtime or factory.build(self.params.values,
+        self.runtime = runtime or startup.build(self.params.runtime_config,
                                                 log=self.get_logger().info)
         self._labels = labels or self.runtime.labels.build(self.params['labels'],
                                                            self.params['templates'])
@@ -59,7 +60,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._stop = False
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
                       'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
-                      'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
+                      'head_runs': dict.fromkeys(REGISTRY.image_path(), 0),
                       'last_latency_ms': None, 'label_generation': self._labels.generation}
 
         reliability = (ReliabilityPolicy.BEST_EFFORT
@@ -211,14 +212,3 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._worker.join(timeout)
         self._text.shutdown(wait=True)
         self.runtime.close()
-
-
-def main(args=None) -> int:
-    """Run the node until SIGINT/SIGTERM (see `lifecycle.main`); the console entry point."""
-    from tipsv2_ros.ros import lifecycle  # it imports this module
-    return lifecycle.main(args)
-
-
-if __name__ == '__main__':
-    import sys
-    sys.exit(main())

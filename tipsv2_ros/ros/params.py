@@ -4,15 +4,20 @@
 ``config/perception.yaml`` documents every parameter for users; the descriptions here are
 what ``ros2 param describe`` shows. Model, backend, topic and QoS parameters are read-only
 (they take effect at start-up); the rest can change at runtime and are validated.
+``runtime_config`` turns them into the typed ``RuntimeConfig`` the runtime reads: the
+parameter names stop here.
 """
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from tipsv2_ros.model.zero_shot import TEMPLATES
-from tipsv2_ros.runtime.pipeline import parse_input_size
+from tipsv2_ros.runtime import backends
+from tipsv2_ros.runtime.config import (file_roles, parse_input_size, RuntimeConfig,
+                                       TensorRTConfig, TritonConfig)
+from tipsv2_ros.tasks import REGISTRY
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
 
@@ -47,7 +52,7 @@ SPECS: Dict[str, Spec] = {
     'model.input_size': Spec(448, 'Model input: N or "HxW" (multiples of 14); frames are '
                              'resized to it.', True, dynamic=True),
     'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,
-                    ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')),
+                    backends.names()),
     'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
     'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.', True,
                       ('auto', 'fp32', 'fp16', 'bf16')),
@@ -62,7 +67,7 @@ SPECS: Dict[str, Spec] = {
                                  ('auto', 'on', 'off')),
     'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
                               True),
-    'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
+    'tasks': Spec(list(REGISTRY.image_path()), 'Tasks the node may run; each runs '
                   'only while its outputs have subscribers.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
                     "is one camera on the node's own image topic.", True),
@@ -105,15 +110,26 @@ def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
     return desc
 
 
+def specs() -> Dict[str, Spec]:
+    """``SPECS``, plus a ``model.<role>`` file parameter of each task registered later."""
+    found = dict(SPECS)
+    found['tasks'] = dataclasses.replace(SPECS['tasks'], default=list(REGISTRY.image_path()))
+    for spec in REGISTRY:
+        for role in spec.files:
+            found.setdefault(f'model.{role}', Spec('', f'Weights of {spec.name}: '
+                                                   f'{spec.description}.', True))
+    return found
+
+
 def declare(node: Node) -> None:
     """Declare every parameter on ``node`` (values from overrides or the YAML file)."""
-    for name, spec in SPECS.items():
+    for name, spec in specs().items():
         node.declare_parameter(name, spec.default, _descriptor(name, spec))
 
 
 def check(name: str, value: Any) -> Optional[str]:
     """Return why ``value`` is not acceptable for ``name``, or None when it is."""
-    spec = SPECS.get(name)
+    spec = specs().get(name)
     if spec is None:
         return None
     if spec.choices and value not in spec.choices:
@@ -124,9 +140,10 @@ def check(name: str, value: Any) -> Optional[str]:
         except ValueError as error:
             return str(error)
     if name == 'tasks':
-        bad = set(value) - {'depth', 'normals', 'segmentation'}
+        bad = set(value) - set(REGISTRY.image_path())
         if bad or not value:
-            return f'tasks must be a non-empty subset of depth, normals, segmentation: {value}'
+            return (f'tasks must be a non-empty subset of {", ".join(REGISTRY.image_path())}: '
+                    f'{value}')
     if name == 'cameras' and len(set(value)) != len(value):
         return f'cameras must be distinct: {value}'
     return None
@@ -140,7 +157,7 @@ class NodeParams:
 
     @classmethod
     def from_node(cls, node: Node) -> 'NodeParams':
-        values = {name: node.get_parameter(name).value for name in SPECS}
+        values = {name: node.get_parameter(name).value for name in specs()}
         for name, value in values.items():
             problem = check(name, value)
             if problem:
@@ -156,3 +173,50 @@ class NodeParams:
     @property
     def input_size(self) -> Tuple[int, int]:
         return parse_input_size(self.values['model.input_size'])
+
+    @property
+    def runtime_config(self) -> RuntimeConfig:
+        """The typed configuration of the runtime (start-up parameters only)."""
+        return runtime_config(self.values)
+
+
+def runtime_config(values: Mapping[str, Any]) -> RuntimeConfig:
+    """Return the runtime configuration the parameter ``values`` describe (missing: defaults)."""
+    def get(name):
+        return values.get(name, SPECS[name].default)
+
+    files = {role: str(values[f'model.{role}']) for role in file_roles()
+             if values.get(f'model.{role}')}
+    return RuntimeConfig(
+        tasks=tuple(get('tasks')), variant=str(get('model.variant')),
+        weights_dir=str(get('model.weights_dir')) or None, files=files,
+        model_config=str(get('model.config')) or None,
+        input_size=parse_input_size(get('model.input_size')), backend=str(get('backend')),
+        device=str(get('device')), precision=str(get('precision')),
+        cache_dir=str(get('engine_cache_dir')) or None, tensorrt=TensorRTConfig(),
+        triton=TritonConfig(url=str(get('triton.url')), model_name=str(get('triton.model_name')),
+                            timeout=float(get('triton.timeout')),
+                            shared_memory=str(get('triton.shared_memory'))))
+
+
+def parameter_values(config: RuntimeConfig) -> Dict[str, Any]:
+    """Return parameter values that make a node's runtime ``config``.
+
+    The inverse of ``runtime_config``; parameters the configuration does not fix keep their
+    defaults.
+    """
+    values = {f'model.{role}': path for role, path in config.files.items()}
+    if 'vision_weights' not in config.files:  # the files say it; 'tiny' is no node variant
+        values['model.variant'] = config.variant
+    values.update({
+        'tasks': list(config.tasks), 'model.input_size': 'x'.join(map(str, config.input_size)),
+        'backend': config.backend, 'device': config.device, 'precision': config.precision,
+        'triton.url': config.triton.url, 'triton.model_name': config.triton.model_name,
+        'triton.timeout': config.triton.timeout,
+        'triton.shared_memory': config.triton.shared_memory})
+    for name, value in (('model.weights_dir', config.weights_dir),
+                        ('model.config', config.model_config),
+                        ('engine_cache_dir', config.cache_dir)):
+        if value:
+            values[name] = value
+    return values

@@ -16,9 +16,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from tipsv2_ros import processes
 from tipsv2_ros.msg import LabelInfo
-from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros import conversions, processes
 
 OUTPUTS = {'depth': 'depth/image', 'normals': 'normals/image',
            'labels': 'segmentation/labels'}

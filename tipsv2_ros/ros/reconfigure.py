@@ -11,7 +11,7 @@ It uses the node's ``params``, ``runtime``, ``cameras``, ``stats``, ``_labels``,
 from rcl_interfaces.msg import SetParametersResult
 
 from tipsv2_ros.ros import params as node_params
-from tipsv2_ros.runtime.labels import LabelError
+from tipsv2_ros.runtime.frame.labels import LabelError
 
 
 class ReconfigureMixin:

@@ -3,18 +3,21 @@
 
 RGB frames -> one resize on the device -> one backend call for the whole batch -> zero-shot
 labels and confidence at the decoder resolution (never per-class logits at camera
-resolution) -> depth and normals at the output size -> numpy arrays ready for messages.
+resolution) -> every task's arrays at the output size (``TaskSpec.resize``) -> numpy arrays
+ready for messages, by name.
 """
+import dataclasses
 import time
-from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from tipsv2_ros import processing
 from tipsv2_ros.model import zero_shot
-from tipsv2_ros.runtime.base import Backend
-from tipsv2_ros.runtime.labels import LabelSet
+from tipsv2_ros.runtime.backends.base import Backend
+from tipsv2_ros.runtime.frame import processing
+from tipsv2_ros.runtime.frame.labels import LabelSet
+from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
 
 Size = Tuple[int, int]
 
@@ -29,34 +32,24 @@ NORMALS_TO_OPTICAL = -1.0
 HOST_SHRINK_PIXELS = 3840 * 2160
 
 
-def parse_input_size(value: Union[int, str, Sequence[int]]) -> Size:
-    """Parse ``N``, ``'N'``, ``'HxW'`` or ``[H, W]`` into (H, W), multiples of 14."""
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            size = (value, value)
-        elif isinstance(value, str):
-            parts = value.lower().replace(' ', '').split('x')
-            size = tuple(int(p) for p in parts)
-        else:
-            size = tuple(int(v) for v in value)
-        size = size * 2 if len(size) == 1 else size
-    except (TypeError, ValueError):
-        raise ValueError(f'input size {value!r}: expected N or HxW') from None
-    if len(size) != 2 or min(size) < 14 or max(size) > 2240 or any(s % 14 for s in size):
-        raise ValueError(f'input size {value!r}: both sides must be multiples of 14 (the '
-                         f'patch size) between 14 and 2240')
-    return size
+@dataclasses.dataclass(frozen=True)
+class FrameResult:
+    """Outputs for one frame, as numpy arrays at ``size``, by name (``TaskSpec.arrays``).
 
-
-class FrameResult(NamedTuple):
-    """Outputs for one frame, as numpy arrays at ``size``; None for tasks not run."""
+    Only the tasks run have arrays; ``result.depth`` reads like a field and is None for a
+    known array that was not made. Built-in arrays: ``depth`` (H, W) float32 metres,
+    ``normals`` (H, W, 3) float32 unit vectors, ``labels`` (H, W) uint8 (255 = no label) and
+    ``confidence`` (H, W) uint8 (probability x 255).
+    """
 
     size: Size
-    depth: Optional[np.ndarray] = None        # (H, W) float32, metres
-    normals: Optional[np.ndarray] = None      # (H, W, 3) float32, unit vectors
-    labels: Optional[np.ndarray] = None       # (H, W) uint8, 255 = no label
-    confidence: Optional[np.ndarray] = None   # (H, W) uint8, probability x 255
-    label_set: Optional[LabelSet] = None      # the labels ``labels`` index into
+    arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    label_set: Optional[LabelSet] = None  # the labels ``labels`` index into
+
+    def __getattr__(self, name: str) -> Optional[np.ndarray]:
+        if name in {a for spec in REGISTRY for a in spec.arrays}:
+            return self.arrays.get(name)
+        raise AttributeError(f'FrameResult has no array {name!r}')
 
 
 class Pipeline:
@@ -79,8 +72,8 @@ class Pipeline:
             threshold: float = 0.0) -> List[FrameResult]:
         """Process a batch of HxWx3 uint8 RGB frames (sizes may differ)."""
         tasks = frozenset(tasks) & self.backend.tasks
-        if label_set is None:
-            tasks -= {'segmentation'}
+        if label_set is None:  # the zero-shot tasks need labels
+            tasks = frozenset(t for t in tasks if REGISTRY[t].kind != ZERO_SHOT)
         sizes = [processing.output_size(output, self.backend.input_size, f.shape[:2])
                  for f in frames]
         if not tasks:
@@ -93,35 +86,41 @@ class Pipeline:
             clock.lap('preprocess')
             dense = self.backend.infer(pixels, tasks)
             clock.lap('inference')
-            seg = None
-            if 'segmentation' in tasks:
-                classifier = label_set.classifier.to(dense.features.device,
-                                                     dense.features.dtype)
-                seg = zero_shot.segment(dense.features, classifier, self.temperature,
-                                        self.model_output_size, threshold)
-                clock.lap('zero_shot')
-            results = [self._frame(i, size, dense, seg, label_set) for i, size in
-                       enumerate(sizes)]
+            # Per task, (B, C, H', W') maps at the decoder resolution, C = len(arrays) or the
+            # channels of the task's one array.
+            maps = {}
+            for task in REGISTRY.ordered(tasks):
+                spec = REGISTRY[task]
+                if spec.kind == ZERO_SHOT:
+                    features = dense[spec.output]
+                    classifier = label_set.classifier.to(features.device, features.dtype)
+                    seg = zero_shot.segment(features, classifier, self.temperature,
+                                            self.model_output_size, threshold)
+                    conf8 = (seg.confidence * 255).round_().to(torch.uint8)
+                    maps[task] = torch.stack([seg.labels, conf8], dim=1)
+                    clock.lap('zero_shot')
+                else:
+                    scale = NORMALS_TO_OPTICAL if spec.optical_frame else 1.0
+                    maps[task] = dense[spec.output] * scale if scale != 1.0 else dense[spec.output]
+            results = [self._frame(i, size, maps, label_set) for i, size in enumerate(sizes)]
             clock.lap('postprocess')
         return results
 
-    def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
-        depth = normals = labels = confidence = None
-        if dense.depth is not None:
-            depth = _numpy(processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear'))[0, 0]
-        if dense.normals is not None:
-            normals = processing.resize_dense(dense.normals[i:i + 1] * NORMALS_TO_OPTICAL, size,
-                                              'normals')
-            normals = _numpy(normals[0].permute(1, 2, 0))
-        if seg is not None:
-            conf8 = (seg.confidence[i:i + 1, None] * 255).round_().to(torch.uint8)
-            labels = seg.labels[i:i + 1, None]
-            if tuple(size) != self.model_output_size:
-                labels = processing.resize_dense(labels, size, 'nearest')
-                conf8 = processing.resize_dense(conf8, size, 'nearest')
-            labels, confidence = _numpy(labels)[0, 0], _numpy(conf8)[0, 0]
-        return FrameResult(tuple(size), depth, normals, labels, confidence,
-                           label_set if seg is not None else None)
+    def _frame(self, i, size, maps, label_set) -> FrameResult:
+        arrays = {}
+        for task, batch in maps.items():
+            spec = REGISTRY[task]
+            resized = batch[i:i + 1]
+            if tuple(size) != self.model_output_size or spec.resize != 'nearest':
+                resized = processing.resize_dense(resized, size, spec.resize)
+            if len(spec.arrays) == 1:  # one array of all channels: (H, W) or (H, W, C)
+                array = resized[0].permute(1, 2, 0)
+                arrays[spec.arrays[0]] = _numpy(array[..., 0] if array.shape[-1] == 1 else array)
+            else:  # one array per channel
+                for channel, name in enumerate(spec.arrays):
+                    arrays[name] = _numpy(resized[0, channel])
+        zero_shot_run = any(REGISTRY[t].kind == ZERO_SHOT for t in maps)
+        return FrameResult(tuple(size), arrays, label_set if zero_shot_run else None)
 
 
 def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:

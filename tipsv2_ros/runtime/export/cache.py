@@ -83,11 +83,12 @@ def code_id() -> str:
     """Return a short hash of the model code: an exported graph is only as current as it.
 
     Versions alone miss an edit of the model (a faster but reordered head, a fix): the
-    sources of ``tipsv2_ros/model`` are hashed instead, once per process.
+    sources of ``tipsv2_ros/model`` and the task registry are hashed instead, once per
+    process.
     """
-    folder = pathlib.Path(__file__).resolve().parents[1] / 'model'
+    package = pathlib.Path(__file__).resolve().parents[2]
     sha = hashlib.sha256()
-    for path in sorted(folder.glob('*.py')):
+    for path in sorted(package.glob('model/*.py')) + [package / 'tasks.py']:
         sha.update(path.name.encode() + b'\0' + path.read_bytes())
     return sha.hexdigest()[:12]
 

@@ -26,10 +26,10 @@ import torch
 import tritonclient.utils as triton_utils
 
 from tipsv2_ros.model.image_path import DenseOutputs
-from tipsv2_ros.runtime import triton_contract
-from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
-from tipsv2_ros.runtime.triton_transport import (Client, describe_error, is_gone,
-                                                 SharedMemory)
+from tipsv2_ros.runtime.backends.base import Backend, BackendError
+from tipsv2_ros.runtime.backends.triton import contract as triton_contract
+from tipsv2_ros.runtime.backends.triton.transport import (Client, describe_error,
+                                                          is_gone, SharedMemory)
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,6 @@ LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 
 class TritonUnavailable(BackendError):
     """The server or the model cannot be reached now; the backend keeps retrying."""
-
-
-TritonMismatch = triton_contract.ServedMismatch
 
 
 class TritonBackend(Backend):
@@ -146,20 +143,15 @@ class TritonBackend(Backend):
             self._log(f'WARNING: {text}')
 
     # --- inference ------------------------------------------------------------------
-    def infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
-        tasks = check_tasks(tasks)
-        if not tasks <= self.tasks:
-            raise ValueError(f'tasks {sorted(tasks - self.tasks)} were not enabled')
-        names = [triton_contract.OUTPUTS[t] for t in triton_contract.OUTPUTS if t in tasks]
+    def run_tasks(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
+        """One request for a chunk: the server's ensemble runs encoder and asked heads."""
+        names = triton_contract.output_names(tasks)
         pixels = pixel_values.detach().to('cpu', torch.float32).contiguous().numpy()
         with self._lock:
             if self._client is None:
                 self._reconnect()
-            chunks = [self._request(pixels[i:i + self.max_batch], names)
-                      for i in range(0, len(pixels), self.max_batch)]
-        joined = {n: torch.from_numpy(np.concatenate([c[n] for c in chunks])).to(self.device)
-                  for n in names}
-        return DenseOutputs(joined.get('depth'), joined.get('normals'), joined.get('features'))
+            result = self._request(pixels, names)
+        return DenseOutputs({n: torch.from_numpy(result[n]).to(self.device) for n in names})
 
     def _reconnect(self) -> None:
         wait = self._retry_at - time.monotonic()

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Collection, Set, Tuple
 
-from tipsv2_ros.runtime.base import BackendError
+from tipsv2_ros.runtime.backends.base import BackendError
 
 logger = logging.getLogger(__name__)
 

@@ -6,16 +6,14 @@ with I/O bound to torch tensors, so frames and outputs stay on the GPU. Only the
 asked tasks need run: the encoder always, a head only when its task is asked for.
 """
 import os
-from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 import onnxruntime
 import torch
 
-from tipsv2_ros.model.image_path import DenseOutputs
-from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
-
-HEADS = ('depth', 'normals')
+from tipsv2_ros.runtime.backends.base import Backend, BackendError, Feeds
+from tipsv2_ros.tasks import REGISTRY
 
 
 def available_cores() -> int:
@@ -72,7 +70,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs the ONNX parts of ``tipsv2_ros.runtime.export`` in onnxruntime.
 
     Args:
-        parts: part name ('encoder', 'depth', 'normals') -> ONNX file.
+        parts: part name ('encoder', or a head's ``TaskSpec.part``) -> ONNX file.
         input_size: the (H, W) the parts were exported at.
         tasks: the tasks that may be asked for; each head's file must be in ``parts``.
         device: 'cpu', or a CUDA device (needs onnxruntime-gpu).
@@ -86,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
                  tasks: Iterable[str], device='cpu', threads: Optional[int] = None,
                  cache_dir: Optional[str] = None):
         super().__init__(input_size, torch.device(device), tasks)
-        needed = {'encoder'} | (self.tasks & set(HEADS))
+        needed = {'encoder'} | {REGISTRY[t].part for t in self.tasks if REGISTRY[t].part}
         missing = needed - set(parts)
         if missing:
             raise BackendError(f'onnxruntime backend: no ONNX file for {sorted(missing)}')
@@ -105,20 +103,15 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f'onnxruntime could not load the parts: {error}') from None
         self.threads = options.intra_op_num_threads
         encoder_outputs = [o.name for o in self._sessions['encoder'].get_outputs()]
-        if 'segmentation' in self.tasks and 'features' not in encoder_outputs:
-            raise BackendError('onnxruntime backend: the encoder file has no features output; '
-                               'export it with segmentation enabled')
+        for task in self.tasks:
+            spec = REGISTRY[task]
+            if not spec.part and spec.output not in encoder_outputs:
+                raise BackendError(f'onnxruntime backend: the encoder file has no {spec.output} '
+                                   f'output; export it with {task} enabled')
 
-    def infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
-        tasks = check_tasks(tasks)
-        if not tasks <= self.tasks:
-            raise ValueError(f'tasks {sorted(tasks - self.tasks)} were not enabled')
+    def run_part(self, name: str, feeds: Feeds) -> Dict[str, torch.Tensor]:
         run = self._run_cpu if self.device.type == 'cpu' else self._run_cuda
-        encoded = run('encoder', {'pixel_values': pixel_values.float()})
-        intermediates = {k: v for k, v in encoded.items() if k != 'features'}
-        heads = {name: run(name, intermediates)[name] for name in HEADS if name in tasks}
-        features = encoded.get('features') if 'segmentation' in tasks else None
-        return DenseOutputs(heads.get('depth'), heads.get('normals'), features)
+        return run(name, feeds)
 
     def _run_cpu(self, part: str, feeds: Mapping) -> Dict:
         session = self._sessions[part]

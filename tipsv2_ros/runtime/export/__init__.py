@@ -3,11 +3,12 @@
 
 The parts keep heads lazy on every backend: ``encoder`` (pixels -> the four intermediate
 (patches, cls) pairs the DPT heads read, plus the zero-shot ``features`` when segmentation is
-enabled), ``depth`` and ``normals`` (intermediates -> map). Each part is exported with
-``torch.onnx.export(dynamo=True)`` at a fixed input size and a dynamic batch, checked with
-``onnx.checker``, and compared with PyTorch through onnxruntime on sample images: every
-output within 1e-3 relative (``parity.max_relative_error``) or the file is not accepted.
-Files are written under a temporary name and moved into the cache on success (``cache.py``).
+enabled) and one part per dense head of the task registry (intermediates -> map). Each part
+is exported with ``torch.onnx.export(dynamo=True)`` at a fixed input size and a dynamic
+batch, checked with ``onnx.checker``, and compared with PyTorch through onnxruntime on sample
+images: every output within 1e-3 relative (``parity.max_relative_error``) or the file is not
+accepted. Files are written under a temporary name and moved into the cache on success
+(``cache.py``).
 """
 import contextlib
 import copy
@@ -25,15 +26,15 @@ from torch import nn
 
 from tipsv2_ros.model.image_path import ImagePath
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime import cache, parity
-from tipsv2_ros.runtime.base import BackendError, check_tasks
+from tipsv2_ros.runtime.backends.base import BackendError, check_tasks
+from tipsv2_ros.runtime.export import cache, parity
+from tipsv2_ros.tasks import REGISTRY
 
 logger = logging.getLogger(__name__)
 
 OPSET = 18
-PARTS = ('encoder', 'depth', 'normals')
 MAX_BATCH = 64
-SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'samples'
+SAMPLES = pathlib.Path(__file__).resolve().parents[2] / 'samples'
 # Parts above this size keep their weights in a side file (protobuf's 2 GB limit).
 _EXTERNAL_DATA_BYTES = 1 << 30
 
@@ -64,9 +65,10 @@ def intermediate_names(count: int) -> Tuple[str, ...]:
 
 
 def parts_for(tasks: Iterable[str]) -> Tuple[str, ...]:
-    """Return the parts a set of tasks needs, in ``PARTS`` order."""
+    """Return the parts a set of tasks needs: the encoder, then the heads in registry order."""
     tasks = check_tasks(tasks)
-    return ('encoder',) + tuple(part for part in PARTS[1:] if part in tasks)
+    return ('encoder',) + tuple(REGISTRY[t].part for t in REGISTRY.ordered(tasks)
+                                if REGISTRY[t].part)
 
 
 class EncoderPart(nn.Module):
@@ -101,11 +103,11 @@ def part_modules(path: ImagePath) -> Dict[str, Tuple[nn.Module, PartSpec]]:
     outputs = intermediate_names(layers) + (('features',) if path.encoder.with_features else ())
     parts = {'encoder': (EncoderPart(path).eval(),
                          PartSpec('encoder', ('pixel_values',), outputs))}
-    for name in PARTS[1:]:
+    for name in path.head_names:
         head = getattr(path, name)
         if head is not None:
             parts[name] = (HeadPart(head).eval(),
-                           PartSpec(name, intermediate_names(layers), (name,)))
+                           PartSpec(name, intermediate_names(layers), (REGISTRY[name].output,)))
     return parts
 
 
@@ -113,7 +115,7 @@ def sample_pixels(input_size: Sequence[int], count: int = 2, device='cpu') -> to
     """Return the sample room frames resized to the input: (count, 3, H, W) in [0, 1]."""
     from PIL import Image
 
-    from tipsv2_ros import processing
+    from tipsv2_ros.runtime.frame import processing
     files = sorted(SAMPLES.glob('room_*.png'))[:count]
     frames = [np.asarray(Image.open(f).convert('RGB')) for f in files]
     return processing.to_pixel_values_batch(frames, tuple(input_size), device)
@@ -146,7 +148,7 @@ def export_parts(model: TipsV2, tasks: Iterable[str], input_size: Sequence[int],
 
     Args:
         model: the loaded model.
-        tasks: a subset of ('depth', 'normals', 'segmentation').
+        tasks: a subset of the registry's image-path tasks.
         input_size: (H, W), multiples of 14.
         checkpoints: part name -> an id of the weight file it is made from
             (``cache.checkpoint_id``); a part without one hashes its tensors.
@@ -187,8 +189,9 @@ def _part_inputs(parts, input_size) -> Dict[str, Tuple[torch.Tensor, ...]]:
     """Return example inputs of every part: two sample frames and the encoder's outputs."""
     pixels = sample_pixels(input_size, 2)
     encoded = parts['encoder'][0](pixels)
-    layers = len(parts['encoder'][1].outputs) - ('features' in parts['encoder'][1].outputs)
-    return {'encoder': (pixels,), 'depth': encoded[:layers], 'normals': encoded[:layers]}
+    layers = len(intermediate_names(len(parts['encoder'][0].encoder.layers)))
+    heads = [name for name in parts if name != 'encoder']
+    return {'encoder': (pixels,), **{name: encoded[:layers] for name in heads}}
 
 
 def _export(module: nn.Module, spec: PartSpec, inputs: Tuple[torch.Tensor, ...],

@@ -16,7 +16,8 @@ with the source tree on PYTHONPATH (``triton_dev.DevServer`` does it for tests):
 
     export PYTHONPATH=$PWD  # the repository root
     WEIGHTS="--vision-weights V.npz --depth-head D.zip --normals-head N.zip"
-    .venv/pytriton/bin/python -m tipsv2_ros.runtime.triton_serve $WEIGHTS --input-size 448
+    .venv/pytriton/bin/python -m tipsv2_ros.runtime.serving.pytriton_server $WEIGHTS \
+        --input-size 448
 """
 import argparse
 import os
@@ -62,7 +63,7 @@ class TritonPythonModel:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='python -m tipsv2_ros.runtime.triton_serve',
+    parser = argparse.ArgumentParser(prog='python -m tipsv2_ros.runtime.serving.pytriton_server',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--repository', help='serve this model repository instead of weights')
     parser.add_argument('--vision-weights', help='image encoder file')
@@ -100,17 +101,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from tipsv2_ros.model.tips import TipsV2
-    from tipsv2_ros.runtime import triton_contract
-    from tipsv2_ros.runtime.torch_backend import TorchBackend
+    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+    from tipsv2_ros.runtime.backends.triton import contract as triton_contract
+    from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = [int(p) for p in args.input_size.lower().split('x')]
     size = (parts * 2)[:2]
-    model = TipsV2.from_files(vision_weights=args.vision_weights, depth_head=args.depth_head,
-                              normals_head=args.normals_head, variant=args.variant)
+    heads = {spec.files[0]: getattr(args, spec.files[0]) for spec in REGISTRY.heads()
+             if spec.image_path and getattr(args, spec.files[0], None)}
+    model = TipsV2.from_files(vision_weights=args.vision_weights, variant=args.variant,
+                              **heads)
     model = model.to(args.device).eval()
-    tasks = [t for t, on in (('depth', args.depth_head), ('normals', args.normals_head),
-                             ('segmentation', not args.no_segmentation)) if on]
+    tasks = [spec.name for spec in REGISTRY if spec.image_path and (
+        heads.get(spec.files[0]) if spec.kind == DENSE_HEAD else not args.no_segmentation)]
     backend = TorchBackend(model, size, tasks)
     served = triton_contract.signature(model, size, tasks)
     serve(backend, served, triton_contract.metadata(model, size, tasks), args)
@@ -168,8 +172,9 @@ def serve(backend, served, info, args) -> None:
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     import torch
 
-    from tipsv2_ros.runtime import triton_contract
-    task_of = {output: task for task, output in triton_contract.OUTPUTS.items()}
+    from tipsv2_ros.runtime.backends.triton import contract as triton_contract
+    from tipsv2_ros.tasks import REGISTRY
+    task_of = {spec.output: spec.name for spec in REGISTRY}
 
     def infer(requests):
         # The dynamic batcher may join requests of several robots asking different outputs:
@@ -187,7 +192,7 @@ def serve(backend, served, info, args) -> None:
             start = 0
             for index, array in zip(members, arrays):
                 stop = start + len(array)
-                responses[index] = {n: getattr(outputs, n)[start:stop].cpu().numpy()
+                responses[index] = {n: outputs[n][start:stop].cpu().numpy()
                                     for n in names}
                 start = stop
         return responses

@@ -12,7 +12,7 @@ from typing import Tuple
 
 import tritonclient.utils as triton_utils
 
-from tipsv2_ros.runtime.base import BackendError
+from tipsv2_ros.runtime.backends.base import BackendError
 
 # Seconds a (re)connection check may take: an unreachable host must not hold the frame thread
 # for a whole inference timeout at every attempt.

@@ -107,3 +107,25 @@ def label_palette(n: int) -> np.ndarray:
     k = (np.array([5.0, 3.0, 1.0]) + hue[:, None] * 6) % 6  # (n, 3): the HSV -> RGB formula
     rgb = val[:, None] * (1 - sat[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1))
     return np.round(rgb * 255).astype(np.uint8)
+
+
+def depth_view(depth: np.ndarray, label_count: int, background, view_max: float) -> np.ndarray:
+    """Draw depth as Turbo from 0 to ``view_max`` metres."""
+    return colorize_depth(depth, 0.0, view_max)
+
+
+def normals_view(normals: np.ndarray, label_count: int, background,
+                 view_max: float) -> np.ndarray:
+    """Draw normals as RGB."""
+    return normals_to_rgb(normals)
+
+
+def labels_view(labels: np.ndarray, label_count: int, background,
+                view_max: float) -> np.ndarray:
+    """Draw the labels over the frame (``background()``: the RGB frame at the labels' size)."""
+    return overlay_labels(background(), labels, label_palette(label_count))
+
+
+# The colour views a task's topics name (``Topic.view``): (array, number of labels,
+# background, depth view range) -> (H, W, 3) uint8.
+VIEWS = {'depth': depth_view, 'normals': normals_view, 'labels': labels_view}

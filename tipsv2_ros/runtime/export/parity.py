@@ -6,59 +6,72 @@ tests and the benchmark, so a figure in a log means the same thing everywhere.
 """
 import contextlib
 import math
-from typing import List, NamedTuple, Optional
+from typing import Callable, List, Mapping, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
 from tipsv2_ros.model.image_path import DenseOutputs
+from tipsv2_ros.tasks import REGISTRY
 
 # What an exported graph must reproduce before it is accepted (every output, fp32).
 EXPORT_RTOL = 1e-3
 
 
-class Thresholds(NamedTuple):
-    """Acceptance thresholds of a reduced-precision engine against fp32 PyTorch."""
+class Metric(NamedTuple):
+    """A parity metric (``TaskSpec.metric``): how it is computed, bounded and written."""
 
-    depth: float = 0.01  # mean relative depth error
-    normals: float = 2.0  # median angle between normals, degrees
-    agreement: float = 0.99  # fraction of patches with the same zero-shot argmax
+    compute: Callable[..., float]  # (ours, reference[, classifier]) -> value
+    higher_is_better: bool
+    describe: str  # '{task} {value...}' format of a figure
+    failure: str  # format of a failure: task, value, bound
 
 
-class ParityReport(NamedTuple):
-    """The metrics of one comparison; a field is None when its task was not compared."""
+class Thresholds(dict):
+    """Acceptance bounds of a reduced-precision engine against fp32 PyTorch, by task.
 
-    depth: Optional[float] = None
-    normals: Optional[float] = None
-    agreement: Optional[float] = None
+    The defaults are the registry's (``TaskSpec.bound``); keyword arguments override them,
+    e.g. ``Thresholds(depth=0.02)``.
+    """
 
-    def failures(self, thresholds: Thresholds = Thresholds()) -> List[str]:
+    def __init__(self, **bounds: float) -> None:
+        super().__init__({spec.name: spec.bound for spec in REGISTRY if spec.metric})
+        self.update(bounds)
+
+
+class ParityReport(dict):
+    """The metrics of one comparison by task, e.g. ``ParityReport(depth=0.004)``.
+
+    A task that was not compared is absent, and reads as None (``report.normals``).
+    """
+
+    def __init__(self, **values: Optional[float]) -> None:
+        super().__init__({k: v for k, v in values.items() if v is not None})
+
+    def __getattr__(self, name: str) -> Optional[float]:
+        if name in REGISTRY:
+            return self.get(name)
+        raise AttributeError(name)
+
+    def failures(self, thresholds: Optional[Mapping[str, float]] = None) -> List[str]:
         """Return a sentence per metric outside its threshold (NaN always fails)."""
-        failed = []
-        if self.depth is not None and not self.depth < thresholds.depth:
-            failed.append(f'depth relative error {self.depth:.2%} >= {thresholds.depth:.0%}')
-        if self.normals is not None and not self.normals < thresholds.normals:
-            failed.append(f'normals median angular error {self.normals:.2f} deg >= '
-                          f'{thresholds.normals:g} deg')
-        if self.agreement is not None and not self.agreement >= thresholds.agreement:
-            failed.append(f'segmentation argmax agreement {self.agreement:.2%} < '
-                          f'{thresholds.agreement:.0%}')
+        bounds, failed = thresholds if thresholds is not None else Thresholds(), []
+        for task in REGISTRY.ordered(self):
+            metric, value, bound = METRICS[REGISTRY[task].metric], self[task], bounds[task]
+            ok = value >= bound if metric.higher_is_better else value < bound
+            if not ok:
+                failed.append(metric.failure.format(task=task, value=value, bound=bound))
         return failed
 
-    def passed(self, thresholds: Thresholds = Thresholds()) -> bool:
+    def passed(self, thresholds: Optional[Mapping[str, float]] = None) -> bool:
         """Whether every compared metric is within its threshold."""
         return not self.failures(thresholds)
 
     def describe(self) -> str:
         """Return e.g. 'depth 0.12%, normals 0.40 deg, segmentation 99.8%'."""
-        parts = []
-        if self.depth is not None:
-            parts.append(f'depth {self.depth:.2%}')
-        if self.normals is not None:
-            parts.append(f'normals {self.normals:.2f} deg')
-        if self.agreement is not None:
-            parts.append(f'segmentation {self.agreement:.1%}')
-        return ', '.join(parts) or 'nothing compared'
+        figures = [METRICS[REGISTRY[task].metric].describe.format(task=task, value=self[task])
+                   for task in REGISTRY.ordered(self)]
+        return ', '.join(figures) or 'nothing compared'
 
 
 def max_relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
@@ -107,17 +120,32 @@ def argmax_agreement(ours: torch.Tensor, reference: torch.Tensor,
     return (labels == expected).double().mean().item()
 
 
+METRICS = {
+    'relative_error': Metric(lambda ours, ref, classifier: depth_relative_error(ours, ref),
+                             False, '{task} {value:.2%}',
+                             '{task} relative error {value:.2%} >= {bound:.0%}'),
+    'angular_error': Metric(lambda ours, ref, classifier: normals_angular_error(ours, ref),
+                            False, '{task} {value:.2f} deg',
+                            '{task} median angular error {value:.2f} deg >= {bound:g} deg'),
+    'argmax_agreement': Metric(argmax_agreement, True, '{task} {value:.1%}',
+                               '{task} argmax agreement {value:.2%} < {bound:.0%}'),
+}
+
+
 def compare(ours: DenseOutputs, reference: DenseOutputs,
             classifier: Optional[torch.Tensor] = None) -> ParityReport:
-    """Compute the metrics of every output present in both (agreement needs a classifier)."""
-    depth = normals = agreement = None
-    if ours.depth is not None and reference.depth is not None:
-        depth = depth_relative_error(ours.depth, reference.depth.to(ours.depth.device))
-    if ours.normals is not None and reference.normals is not None:
-        normals = normals_angular_error(ours.normals, reference.normals.to(ours.normals.device))
-    if ours.features is not None and reference.features is not None and classifier is not None:
-        agreement = argmax_agreement(ours.features, reference.features, classifier)
-    return ParityReport(depth, normals, agreement)
+    """Compute the metric of every output present in both (agreement needs a classifier)."""
+    values = {}
+    for spec in REGISTRY:
+        if not spec.metric or spec.output not in ours or spec.output not in reference:
+            continue
+        metric = METRICS[spec.metric]
+        if metric.compute is argmax_agreement and classifier is None:
+            continue
+        mine = ours[spec.output]
+        values[spec.name] = metric.compute(mine, reference[spec.output].to(mine.device),
+                                           classifier)
+    return ParityReport(**values)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ def pytriton_python() -> pathlib.Path:
     """Return the PyTriton venv's python: $TIPSV2_PYTRITON_PYTHON, else .venv/pytriton."""
     if os.environ.get('TIPSV2_PYTRITON_PYTHON'):
         return pathlib.Path(os.environ['TIPSV2_PYTRITON_PYTHON'])
-    for venv in (pathlib.Path(sys.prefix), pathlib.Path(__file__).resolve().parents[2] / '.venv'):
+    for venv in (pathlib.Path(sys.prefix), pathlib.Path(__file__).resolve().parents[3] / '.venv'):
         if (venv / 'pytriton' / 'bin' / 'python').exists():
             return venv / 'pytriton' / 'bin' / 'python'
     return pathlib.Path(sys.prefix) / 'pytriton' / 'bin' / 'python'
@@ -43,7 +43,7 @@ def free_port() -> int:
 def child_env() -> dict:
     """Return this environment minus what belongs to this venv, plus the sources."""
     env = {k: v for k, v in os.environ.items() if k not in _PARENT_ONLY}
-    package = pathlib.Path(__file__).resolve().parents[1]
+    package = pathlib.Path(__file__).resolve().parents[2]
     if 'site-packages' in package.parts:
         # An installed copy: its site-packages (numpy 2, ROS) must stay off the path, so
         # expose the package alone through a link.
@@ -81,7 +81,8 @@ class DevServer:
 
     def start(self, timeout: float = 120.0) -> 'DevServer':
         """Start the server (same ports as before on a restart); wait until it serves."""
-        command = [str(self.python), '-m', 'tipsv2_ros.runtime.triton_serve', *self.args,
+        command = [str(self.python), '-m', 'tipsv2_ros.runtime.serving.pytriton_server',
+                   *self.args,
                    '--port', str(self.port), '--http-port', str(self.http_port),
                    '--model-name', self.model_name]
         with open(self.log_path, 'a') as log:

@@ -10,8 +10,8 @@ from typing import Dict, Mapping
 
 import torch
 
-from tipsv2_ros.runtime.base import BackendError
-from tipsv2_ros.runtime.tensorrt_build import import_tensorrt, trt_logger
+from tipsv2_ros.runtime.backends.base import BackendError
+from tipsv2_ros.runtime.backends.tensorrt.build import import_tensorrt, trt_logger
 
 
 class EngineLoadError(BackendError):

@@ -14,14 +14,16 @@ import pathlib
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 
 from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime import cache, export, parity
-from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime import export
+from tipsv2_ros.runtime.backends.base import Backend, BackendError, check_tasks, Feeds
+from tipsv2_ros.runtime.export import cache, parity
+from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class Toolchain(NamedTuple):
 
 def tensorrt_toolchain(device: torch.device) -> Toolchain:
     """Return the real toolchain for a CUDA ``device`` (imports TensorRT)."""
-    from tipsv2_ros.runtime import tensorrt_build, tensorrt_engine
+    from tipsv2_ros.runtime.backends.tensorrt import build as tensorrt_build
+    from tipsv2_ros.runtime.backends.tensorrt import engine as tensorrt_engine
     trt = tensorrt_build.import_tensorrt()
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(index)
@@ -140,24 +143,8 @@ class TensorRTBackend(Backend):
         raise BackendError('no TensorRT engine passed the parity gate ('
                            + ' | '.join(failed) + '); use backend onnxruntime or torch')
 
-    def infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
-        tasks = check_tasks(tasks)
-        if not tasks <= self.tasks:
-            raise ValueError(f'tasks {sorted(tasks - self.tasks)} were not enabled')
-        chunks = [self._infer(chunk, tasks) for chunk in pixel_values.split(self.max_batch)]
-        if len(chunks) == 1:
-            return chunks[0]
-        return DenseOutputs(*(torch.cat(field) if field[0] is not None else None
-                              for field in zip(*chunks)))
-
-    def _infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
-        encoded = self.runners['encoder']({'pixel_values': pixel_values})
-        intermediates = {k: v for k, v in encoded.items() if k != 'features'}
-        depth = self.runners['depth'](intermediates)['depth'] if 'depth' in tasks else None
-        normals = (self.runners['normals'](intermediates)['normals']
-                   if 'normals' in tasks else None)
-        features = encoded['features'] if 'segmentation' in tasks else None
-        return DenseOutputs(depth, normals, features)
+    def run_part(self, name: str, feeds: Feeds) -> Dict[str, torch.Tensor]:
+        return self.runners[name](feeds)
 
     def describe(self) -> str:
         return f'{super().describe()} ({self.precision}, TensorRT {self.version})'
@@ -170,21 +157,22 @@ class TensorRTBackend(Backend):
 
 def measure(backend: Backend, model: TipsV2, frames: int = GATE_FRAMES) -> parity.ParityReport:
     """Compare ``backend`` with PyTorch fp32 on the sample frames, one frame at a time."""
-    from tipsv2_ros.runtime.torch_backend import TorchBackend
+    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
     pixels = export.sample_pixels(backend.input_size, frames, backend.device)
     reference = TorchBackend(model, backend.input_size, backend.tasks, 'fp32')
     with torch.inference_mode(), parity.strict_fp32():
         ours = [backend.infer(frame[None], backend.tasks) for frame in pixels]
         expected = [reference.infer(frame[None], backend.tasks) for frame in pixels]
         classifier = None
-        if 'segmentation' in backend.tasks and model.text is not None and model.tokenizer:
+        zero_shot = any(REGISTRY[t].kind == ZERO_SHOT for t in backend.tasks)
+        if zero_shot and model.text is not None and model.tokenizer:
             classifier = model.text_classifier(SCENE_LABELS)
-        elif 'segmentation' in backend.tasks:
+        elif zero_shot:
             # No text tower: fixed random directions still test that the argmax survives.
             width = model.config.vision.embed_dim
             directions = torch.randn(16, width, generator=torch.Generator().manual_seed(0))
             classifier = torch.nn.functional.normalize(directions, dim=-1)
-    joined = [DenseOutputs(*(torch.cat(f) if f[0] is not None else None for f in zip(*runs)))
+    joined = [DenseOutputs({name: torch.cat([run[name] for run in runs]) for name in runs[0]})
               for runs in (ours, expected)]
     return parity.compare(joined[0], joined[1], classifier)
 
@@ -218,7 +206,7 @@ def _engine(part: export.ExportedPart, level: str, toolchain: Toolchain,
 
 
 def _build(part, level, toolchain, target, key, max_batch, log) -> None:
-    from tipsv2_ros.runtime import onnx_precision
+    from tipsv2_ros.runtime.export import precision as onnx_precision
     h, w = key['input_size']
     log(f'building the TensorRT {level} engine of the {part.spec.name} ({key["variant"]}, '
         f'{h}x{w}, TensorRT {toolchain.version}, {key["network"]}, {toolchain.gpu}); this '

@@ -23,9 +23,10 @@ import torch
 
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import export
-from tipsv2_ros.runtime.base import BackendError, check_tasks
-from tipsv2_ros.runtime.triton_contract import (Dims, INPUT, metadata, MODEL_NAME, OUTPUTS,
-                                                Signature, signature)
+from tipsv2_ros.runtime.backends.base import BackendError, check_tasks
+from tipsv2_ros.runtime.backends.triton.contract import (Dims, INPUT, metadata, MODEL_NAME,
+                                                         Signature, signature)
+from tipsv2_ros.tasks import REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Repository(NamedTuple):
 
 
 def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
-                     tasks: Iterable[str] = tuple(OUTPUTS), name: str = MODEL_NAME,
+                     tasks: Optional[Iterable[str]] = None, name: str = MODEL_NAME,
                      engine: str = 'onnx', max_batch: int = 8, instances: int = 1,
                      queue_delay_us: int = 1000, precision: str = 'fp16',
                      checkpoints: Optional[Mapping[str, str]] = None, cache_dir=None,
@@ -55,7 +56,7 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
         out_dir: the repository folder (``tritonserver --model-repository``); other models
             in it are left alone.
         input_size: (H, W), multiples of 14.
-        tasks: the tasks to serve.
+        tasks: the tasks to serve (default: every image-path task).
         name: the ensemble's name; the parts are ``<name>_<part>``.
         engine: 'onnx' (ONNX Runtime; CPU or GPU instances) or 'tensorrt' (plans built and
             parity-gated here: they only load on the same GPU model and TensorRT version).
@@ -74,7 +75,8 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
         What was written; the call fails (BackendError) before touching ``out_dir`` when an
         export or a parity gate fails.
     """
-    tasks, input_size = check_tasks(tasks), tuple(int(s) for s in input_size)
+    tasks = check_tasks(REGISTRY.image_path() if tasks is None else tasks)
+    input_size = tuple(int(s) for s in input_size)
     if engine not in ENGINES:
         raise BackendError(f'engine {engine!r}: expected one of {", ".join(ENGINES)}')
     if not 1 <= max_batch <= export.MAX_BATCH:
@@ -89,7 +91,7 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
     files = {part: exported.path for part, exported in parts.items()}
     described = 'onnx'
     if engine == 'tensorrt':
-        from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+        from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
         built = TensorRTBackend.build(model, input_size, tasks, model.device, precision,
                                       cache_dir=cache_dir, checkpoints=checkpoints, log=log,
                                       max_batch=max_batch, **tensorrt_options)

@@ -10,14 +10,14 @@ import the export machinery it never runs.
 """
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence, Tuple
 
-from tipsv2_ros import processing
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime import cache
-from tipsv2_ros.runtime.base import BackendError, check_tasks
+from tipsv2_ros.runtime.backends.base import BackendError, check_tasks
+from tipsv2_ros.runtime.export import cache
+from tipsv2_ros.runtime.frame import processing
+from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY, ZERO_SHOT
 
 MODEL_NAME = 'tipsv2_image_path'
 INPUT = 'pixel_values'
-OUTPUTS = {'depth': 'depth', 'normals': 'normals', 'segmentation': 'features'}
 METADATA_FORMAT = '1'
 Dims = Tuple[int, ...]
 
@@ -33,16 +33,22 @@ class Signature(NamedTuple):
     outputs: Dict[str, Dims]  # output name -> dims, for the enabled tasks
 
 
+def output_names(tasks: Iterable[str]) -> List[str]:
+    """Return the served tensors of ``tasks`` (``TaskSpec.output``), in registry order."""
+    return [REGISTRY[task].output for task in REGISTRY.ordered(check_tasks(tasks))]
+
+
 def signature(model: TipsV2, input_size: Sequence[int], tasks: Iterable[str]) -> Signature:
     """Return the tensors of the served image path (shapes follow from the configuration)."""
     tasks, (height, width) = check_tasks(tasks), tuple(input_size)
     patch, dim = model.config.vision.patch_size, model.config.vision.embed_dim
     out_h, out_w = processing.decoder_size((height, width))
-    dims = {'depth': (1, out_h, out_w), 'normals': (3, out_h, out_w),
-            'segmentation': (height // patch, width // patch, dim)}
-    return Signature((3, height, width),
-                     {OUTPUTS[t]: dims[t] for t in ('depth', 'normals', 'segmentation')
-                      if t in tasks})
+    dims = {}
+    for name in REGISTRY.ordered(tasks):
+        spec = REGISTRY[name]
+        dims[spec.output] = ((spec.channels, out_h, out_w) if spec.kind == DENSE_HEAD
+                             else (height // patch, width // patch, dim))
+    return Signature((3, height, width), dims)
 
 
 def vision_id(model: TipsV2) -> str:
@@ -55,7 +61,7 @@ def metadata(model: TipsV2, input_size: Sequence[int], tasks: Iterable[str]) -> 
     height, width = tuple(input_size)
     return {'tipsv2.format': METADATA_FORMAT, 'tipsv2.variant': model.config.name,
             'tipsv2.input_size': f'{height}x{width}',
-            'tipsv2.tasks': ','.join(t for t in OUTPUTS if t in check_tasks(tasks)),
+            'tipsv2.tasks': ','.join(REGISTRY.ordered(check_tasks(tasks))),
             'tipsv2.vision': vision_id(model)}
 
 
@@ -80,7 +86,7 @@ def check_served(config: Mapping, served: Signature, expected: Mapping[str, str]
             or it serves another variant (or, with segmentation, other encoder weights).
     """
     tensors = {t['name']: t for t in config.get('input', []) + config.get('output', [])}
-    task_of = {o: t for t, o in OUTPUTS.items()}
+    task_of = {spec.output: spec.name for spec in REGISTRY}
     for name, dims in {INPUT: served.pixel_values, **served.outputs}.items():
         found = tensors.get(name)
         if found is None:
@@ -104,7 +110,7 @@ def check_served(config: Mapping, served: Signature, expected: Mapping[str, str]
     for key in ('tipsv2.variant', 'tipsv2.vision'):
         if key in expected and published.get(key) != expected[key]:
             text = f'{where} serves {key} {published.get(key)!r}, here {expected[key]!r}'
-            if key == 'tipsv2.variant' or 'segmentation' in set(tasks):
+            if key == 'tipsv2.variant' or any(REGISTRY[t].kind == ZERO_SHOT for t in tasks):
                 raise ServedMismatch(f'{text}: serve the same image encoder weights (the '
                                      'zero-shot features meet the local text encoder)')
             warnings.append((key, f'{text}; depth and normals are those of the server'))

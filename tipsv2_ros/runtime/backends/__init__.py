@@ -1,5 +1,10 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""Choosing and creating a backend by name; ``auto`` picks the fastest one available.
+"""The backends by name (``FACTORIES``), and ``create``: ``auto`` picks the fastest available.
+
+A backend is a ``base.Backend`` subclass in its own module plus a factory registered here
+(``register``): the factory checks what the backend needs (packages, device, precision) and
+builds it from the model and the ``RuntimeConfig``; the node's ``backend`` parameter and the
+CLI's ``--backend`` accept every registered name.
 
 ``auto`` tries, in order: TensorRT on a CUDA device where it is installed; ONNX Runtime where
 it can serve the device and the export succeeds (the first start exports the image path and
@@ -13,9 +18,12 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime.backends.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime.config import RuntimeConfig
+from tipsv2_ros.tasks import REGISTRY
 
-NAMES = ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')
+# (model, input_size, tasks, device, precision, cache_dir, log, config) -> Backend
+Factory = Callable[..., Backend]
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 _EXPORT_MODULES = ('onnx', 'onnxscript')
 
@@ -28,7 +36,7 @@ def _installed(module: str) -> bool:
 
 
 def _cuda_onnxruntime() -> bool:
-    from tipsv2_ros.runtime.onnx_backend import has_cuda
+    from tipsv2_ros.runtime.backends.onnx_backend import has_cuda
     return has_cuda()
 
 
@@ -62,10 +70,21 @@ def resolve_precision(precision: str, backend: str, device: torch.device) -> str
     return 'fp16' if backend == 'tensorrt' else 'fp32'
 
 
+def names() -> Tuple[str, ...]:
+    """Every name ``create`` accepts: 'auto', then the registered backends."""
+    return ('auto',) + tuple(FACTORIES)
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``create(name, ...)`` build a backend with ``factory``."""
+    FACTORIES[name] = factory
+
+
 def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterable[str],
            device: torch.device, precision: str = 'auto', cache_dir: Optional[str] = None,
-           log: Callable[[str], None] = print, options: Optional[dict] = None) -> Backend:
-    """Create the backend ``name`` (one of NAMES) for ``model``; raise BackendError.
+           log: Callable[[str], None] = print,
+           config: Optional[RuntimeConfig] = None) -> Backend:
+    """Create the backend ``name`` (one of ``names()``) for ``model``; raise BackendError.
 
     Args:
         name: a backend name, or 'auto'.
@@ -76,18 +95,20 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
         precision: 'auto', 'fp32', 'fp16' or 'bf16'.
         cache_dir: where ONNX files and engines are cached (default: the weights cache).
         log: where progress and the choice are reported.
-        options: the node's parameter values; the weight file paths in them key the cache.
+        config: the rest of the runtime configuration: the weight files (resolved, by role;
+            they key the export cache) and the tensorrt and triton settings.
     """
-    if name not in NAMES:
-        raise BackendError(f'backend {name!r}: expected one of {", ".join(NAMES)}')
+    if name not in names():
+        raise BackendError(f'backend {name!r}: expected one of {", ".join(names())}')
     device, tasks = torch.device(device), check_tasks(tasks)
+    config = config or RuntimeConfig(tasks=tuple(tasks))
     if name != 'auto':
         return _create(name, model, input_size, tasks, device, precision, cache_dir, log,
-                       options or {})
+                       config)
     for candidate in candidates(device):
         try:
             backend = _create(candidate, model, input_size, tasks, device, precision,
-                              cache_dir, log, options or {})
+                              cache_dir, log, config)
         except BackendError as error:
             if candidate == 'torch':
                 raise
@@ -99,22 +120,17 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
 
 
 def _create(name, model, input_size, tasks, device, precision, cache_dir, log,
-            options: Mapping) -> Backend:
+            config: RuntimeConfig) -> Backend:
     precision = resolve_precision(precision, name, device)
-    if name == 'torch':
-        from tipsv2_ros.runtime.torch_backend import TorchBackend
-        try:
-            return TorchBackend(model, input_size, tasks, precision)
-        except (ValueError, RuntimeError) as error:
-            raise BackendError(f'torch backend: {error}') from None
-    if name == 'onnxruntime':
-        return _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log,
-                            options)
-    if name == 'tensorrt':
-        return _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, options)
-    if name == 'triton':
-        return _triton(model, input_size, tasks, device, precision, log, options)
-    raise BackendError(f'backend {name!r} is not available in this build')
+    return FACTORIES[name](model, input_size, tasks, device, precision, cache_dir, log, config)
+
+
+def _torch(model, input_size, tasks, device, precision, cache_dir, log, config):
+    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+    try:
+        return TorchBackend(model, input_size, tasks, precision)
+    except (ValueError, RuntimeError) as error:
+        raise BackendError(f'torch backend: {error}') from None
 
 
 def _need_export_modules(backend: str) -> None:
@@ -124,7 +140,7 @@ def _need_export_modules(backend: str) -> None:
                            f'needs {" and ".join(missing)}: pip install onnx onnxscript')
 
 
-def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, options):
+def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, config):
     if not _installed('onnxruntime'):
         raise BackendError('onnxruntime is not installed: pip install onnxruntime (or '
                            'onnxruntime-gpu for CUDA)')
@@ -133,15 +149,16 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, op
                            'precision fp32, or backend tensorrt for a parity-checked fp16')
     _need_export_modules('onnxruntime')
     from tipsv2_ros.runtime import export
-    from tipsv2_ros.runtime.onnx_backend import export_opset, OnnxRuntimeBackend, providers_for
+    from tipsv2_ros.runtime.backends.onnx_backend import (export_opset, OnnxRuntimeBackend,
+                                                          providers_for)
     providers_for(device)  # fail before a long export when the device cannot be served
-    parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, options),
+    parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, config.files),
                                 cache_dir, log, opset=export_opset(device))
     return OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, input_size, tasks,
                               device, cache_dir=str(cache_dir) if cache_dir else None)
 
 
-def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, options):
+def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, config):
     if device.type != 'cuda':
         raise BackendError(f'backend tensorrt needs a CUDA device (device is {device}); use '
                            'device cuda, or backend onnxruntime/torch on the CPU')
@@ -152,12 +169,12 @@ def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, optio
         raise BackendError('TensorRT is not installed: pip install tensorrt-cu12 (match your '
                            'CUDA major version), or use backend onnxruntime or torch')
     _need_export_modules('tensorrt')
-    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
     try:
         return TensorRTBackend.build(
             model, input_size, tasks, device, precision, cache_dir=cache_dir,
-            checkpoints=checkpoint_ids(tasks, options), log=log,
-            max_batch=int(options.get('tensorrt.max_batch', 4)))
+            checkpoints=checkpoint_ids(tasks, config.files), log=log,
+            max_batch=config.tensorrt.max_batch)
     except BackendError:
         raise
     except Exception as error:  # TensorRT reports through RuntimeError/TypeError too
@@ -165,33 +182,26 @@ def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, optio
                            f'{error}') from error
 
 
-def checkpoint_ids(tasks: Iterable[str], options: Mapping) -> Dict[str, str]:
-    """Identify the weight file each part is made from, by the node's parameters.
+def checkpoint_ids(tasks: Iterable[str], files: Mapping[str, Optional[str]]) -> Dict[str, str]:
+    """Identify the weight file each part is made from.
+
+    Args:
+        tasks: the tasks whose parts are wanted.
+        files: weight files by role (``RuntimeConfig.files``, resolved).
 
     Returns:
-        part name ('encoder', 'depth', 'normals') -> ``cache.checkpoint_id`` of its file;
-        a part whose file is not known is left out (the export then hashes its tensors).
+        part name ('encoder', or a head's part) -> ``cache.checkpoint_id`` of its file; a
+        part whose file is not known is left out (the export then hashes its tensors).
     """
-    files = dict(options)
-    if not files.get('model.vision_weights'):
-        if not files.get('model.variant'):
-            return {}
-        from tipsv2_ros.runtime import factory  # lazily: factory imports this module
-        try:
-            files = factory.model_files(files)
-        except Exception:  # not downloaded, or another layout: fall back to the tensors
-            return {}
-    from tipsv2_ros.runtime import cache
-    sources = {'encoder': 'model.vision_weights', 'depth': 'model.depth_head',
-               'normals': 'model.normals_head'}
-    return {part: cache.checkpoint_id([files[name]]) for part, name in sources.items()
-            if (part == 'encoder' or part in set(tasks)) and files.get(name)
-            and os.path.isfile(str(files[name]))}
+    from tipsv2_ros.runtime.export import cache
+    sources = {'encoder': 'vision_weights'}
+    sources.update({REGISTRY[t].part: REGISTRY[t].files[0] for t in tasks if REGISTRY[t].part})
+    return {part: cache.checkpoint_id([files[role]]) for part, role in sources.items()
+            if files.get(role) and os.path.isfile(str(files[role]))}
 
 
-# --- backend triton (tipsv2_ros/runtime/triton_backend.py) ----------------------------------
-def _triton(model, input_size, tasks, device, precision, log, options):
-    """Connect to the Triton server of ``triton.url``: one parameter points a fleet at it."""
+def _triton(model, input_size, tasks, device, precision, cache_dir, log, config):
+    """Connect to the Triton server of ``config.triton.url``: one setting points a fleet at it."""
     if precision != 'fp32':
         raise BackendError(f'backend triton: the repository on the server fixes the precision '
                            f'(asked: {precision}); leave precision auto, and choose it with '
@@ -199,12 +209,15 @@ def _triton(model, input_size, tasks, device, precision, log, options):
     if not _installed('tritonclient'):
         raise BackendError('backend triton needs the Triton client: pip install '
                            '"tritonclient[grpc]"')
-    from tipsv2_ros.runtime import triton_contract
-    from tipsv2_ros.runtime.triton_backend import TritonBackend
+    from tipsv2_ros.runtime.backends.triton import contract as triton_contract
+    from tipsv2_ros.runtime.backends.triton.backend import TritonBackend
+    settings = config.triton
     return TritonBackend(
-        str(options.get('triton.url') or '127.0.0.1:8001'),
-        str(options.get('triton.model_name') or triton_contract.MODEL_NAME), input_size,
-        tasks, served=triton_contract.signature(model, input_size, tasks),
+        settings.url or '127.0.0.1:8001', settings.model_name or triton_contract.MODEL_NAME,
+        input_size, tasks, served=triton_contract.signature(model, input_size, tasks),
         expected=triton_contract.metadata(model, input_size, tasks), device=device,
-        timeout=float(options.get('triton.timeout', 10.0)),
-        shared_memory=str(options.get('triton.shared_memory', 'auto')), log=log)
+        timeout=settings.timeout, shared_memory=settings.shared_memory, log=log)
+
+
+FACTORIES: Dict[str, Factory] = {'torch': _torch, 'onnxruntime': _onnxruntime,
+                                 'tensorrt': _tensorrt, 'triton': _triton}

@@ -21,10 +21,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
-from tipsv2_ros import processes
+from tipsv2_ros.bench.dds import messages as bench_messages
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import paired_ratio, Samples, timed
-from tipsv2_ros.ros import bench_messages, conversions
+from tipsv2_ros.ros import conversions, processes
 from tipsv2_ros.ros.player import camera_info_from
 from tipsv2_ros.srv import SetLabels
 

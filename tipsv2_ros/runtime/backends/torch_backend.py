@@ -1,13 +1,14 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The PyTorch backend: the reference, on CPU or CUDA, in fp32, fp16 or bf16."""
 import contextlib
-from typing import FrozenSet, Iterable, Tuple
+from typing import Dict, FrozenSet, Iterable, Tuple
 
 import torch
 
 from tipsv2_ros.model.image_path import DenseEncoder, DenseOutputs
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.runtime.base import Backend
+from tipsv2_ros.runtime.backends.base import Backend, Feeds
+from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -34,26 +35,32 @@ class TorchBackend(Backend):
         self.path = model.image_path(self.tasks, input_size).eval()
         layers = self.path.encoder.layers
         # Two encoders over the same weights: the value-trick features of the last block
-        # are computed only while segmentation is asked for.
+        # are computed only while the zero-shot segmentation is asked for.
+        self._zero_shot = frozenset(s.name for s in REGISTRY if s.kind == ZERO_SHOT)
         self._encoders = {with_features: DenseEncoder(model.vision, layers, input_size,
                                                       with_features)
-                          for with_features in {False, 'segmentation' in self.tasks}}
+                          for with_features in {False, bool(self._zero_shot & self.tasks)}}
 
     def _autocast(self):
         if self.precision == 'fp32':
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
 
-    def infer(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
+    def run_tasks(self, pixel_values: torch.Tensor, tasks: FrozenSet[str]) -> DenseOutputs:
         with torch.inference_mode(), self._autocast():
-            encoded = self._encoders['segmentation' in tasks](pixel_values)
-            depth = normals = None
-            if 'depth' in tasks:
-                depth = self.path.depth(encoded.intermediates).float()
-            if 'normals' in tasks:
-                normals = self.path.normals(encoded.intermediates).float()
-            features = encoded.features.float() if 'segmentation' in tasks else None
-        return DenseOutputs(depth, normals, features)
+            outputs = super().run_tasks(pixel_values, tasks)
+        return DenseOutputs({name: value.float() for name, value in outputs.items()})
+
+    def encode(self, pixel_values: torch.Tensor,
+               tasks: FrozenSet[str]) -> Dict[str, torch.Tensor]:
+        encoded = self._encoders[bool(self._zero_shot & tasks)](pixel_values)
+        features = {s.output: encoded.features for s in REGISTRY if s.name in self._zero_shot}
+        return {'intermediates': encoded.intermediates,
+                **(features if encoded.features is not None else {})}
+
+    def run_part(self, name: str, feeds: Feeds) -> Dict[str, torch.Tensor]:
+        """Run a head of the image path; its one output is named after the task's output."""
+        return {REGISTRY[name].output: getattr(self.path, name)(feeds['intermediates'])}
 
     def describe(self) -> str:
         return f'{super().describe()} ({self.precision})'
