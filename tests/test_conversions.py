@@ -163,7 +163,13 @@ def test_bayer(encoding, size):
 def test_image_errors(msg, match):
     with pytest.raises(ImageConversionError, match=match):
         image_decode.image_to_rgb(msg)
-    assert issubclass(ImageConversionError, ValueError)
+
+
+def test_conversion_errors_are_value_errors():
+    """The node catches ValueError for a bad frame; conversion errors must be one."""
+    with pytest.raises(ValueError):
+        image_decode.image_to_rgb(Image(height=2, width=3, encoding='yuv422', step=6,
+                                        data=bytes(12)))
 
 
 OUTPUTS = [('32FC1', np.float32, ()), ('32FC3', np.float32, (3,)), ('mono8', np.uint8, ()),

@@ -133,13 +133,29 @@ def test_heads_run_only_for_subscribed_outputs(ros, tiny_params):
             client.destroy_node()
 
 
+def _depth_of(client, frame, encoding='rgb8'):
+    _, got = client.exchange(frame, ['depth/image'], encoding)
+    return conversions.image_to_array(got['depth/image'])
+
+
 @pytest.mark.parametrize('encoding', ['bgr8', 'rgba8', 'bgra8', 'mono8'])
 def test_input_encodings(running, encoding):
+    """Each encoding reaches the model as the RGB frame it shows: same depth as rgb8."""
     node, client = running
     client.listen('depth/image')
-    channels = {'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}[encoding]
-    frame = np.random.default_rng(5).integers(0, 255, (30, 44, channels), dtype=np.uint8)
-    client.exchange(frame[..., 0] if channels == 1 else frame, ['depth/image'], encoding)
+    rgb = np.random.default_rng(5).integers(0, 255, (30, 44, 3), dtype=np.uint8)
+    alpha = np.full((30, 44, 1), 200, np.uint8)
+    if encoding == 'mono8':
+        sent, rgb = rgb[..., 0], np.repeat(rgb[..., :1], 3, axis=-1)
+    else:
+        sent = {'bgr8': rgb[..., ::-1], 'rgba8': np.concatenate([rgb, alpha], axis=-1),
+                'bgra8': np.concatenate([rgb[..., ::-1], alpha], axis=-1)}[encoding]
+    expected = _depth_of(client, rgb)
+    np.testing.assert_array_equal(_depth_of(client, np.ascontiguousarray(sent), encoding),
+                                  expected)
+    # The comparison sees colour order: the same pixels with red and blue swapped differ.
+    swapped = _depth_of(client, np.ascontiguousarray(rgb[..., ::-1]))
+    assert encoding == 'mono8' or not np.array_equal(swapped, expected)
 
 
 def test_unsupported_encoding_is_reported_and_the_node_keeps_running(running):
@@ -150,7 +166,10 @@ def test_unsupported_encoding_is_reported_and_the_node_keeps_running(running):
     bad.encoding = 'bayer_unknown16'
     client.image_pub.publish(bad)
     assert client.spin_until(lambda: client.status['bad_frames'] >= 1, 10)
-    client.exchange(_frame(seed=7), ['depth/image'])
+    sent, got = client.exchange(_frame(seed=7), ['depth/image'])
+    depth = conversions.image_to_array(got['depth/image'])
+    assert got['depth/image'].header.stamp == sent.header.stamp
+    assert depth.shape == (64, 64) and np.isfinite(depth).all() and (depth > 0).all()
 
 
 def _set_param(client, name, value):
