@@ -3,15 +3,18 @@
 
 Names follow the ``google-deepmind/tips`` README and notebooks (GCS bucket ``tips_data``,
 CC-BY-4.0) and the ``google/tipsv2-*`` Hugging Face repos (Apache-2.0). The download itself
-(resumable, hash-checked) is ``tipsv2_ros.fetch``. Stdlib only.
+(resumable, hash-checked) is ``tipsv2_ros.fetch``. Stdlib and the task registry only.
 """
 import dataclasses
 import os
 import pathlib
 from typing import Iterable, NamedTuple
 
+from tipsv2_ros.tasks import REGISTRY
+
 VARIANTS = ('b14', 'l14', 'so400m14', 'g14')
-TASKS = ('depth', 'normals', 'segmentation')
+# The official DPT heads, by their names in the files ('segmentation' is the ADE20K head).
+TASKS = tuple(spec.checkpoint_name for spec in REGISTRY.heads())
 SOURCES = ('gcs', 'hf')
 GCS_URL = 'https://storage.googleapis.com'
 HF_URL = 'https://huggingface.co'

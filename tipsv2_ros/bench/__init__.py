@@ -10,5 +10,6 @@ same run, interleaved round by round with the thing measured (``timing.interleav
 - ``references``: the transformers Tipsv2 model on the same weights, other backends.
 - ``table``: rows and the printed table.
 - ``runner``: runs the sections and collects the rows; the DDS part
-  (``tipsv2_ros.bench.dds.e2e``, ``bench_messages``) is imported only when asked for.
+  (``bench.dds``: ``e2e`` and ``messages``, the only rclpy users) is imported only when
+  asked for.
 """

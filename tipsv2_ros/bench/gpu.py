@@ -8,8 +8,7 @@ from tipsv2_ros.bench import flops
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import interleave, measure, paired_ratio
 from tipsv2_ros.runtime import backends
-
-TASK_ORDER = ('depth', 'normals', 'segmentation')
+from tipsv2_ros.tasks import REGISTRY
 
 
 def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
@@ -45,7 +44,7 @@ def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
                          p50=samples['fast'].p50, p90=samples['fast'].p90))
     # Heads run only while subscribed: 0 heads means the frame is dropped before inference.
     for count in range(4):
-        subset = frozenset(t for t in TASK_ORDER[:count] if t in tasks)
+        subset = frozenset(t for t in REGISTRY.image_path()[:count] if t in tasks)
         times = measure(lambda: runtime.pipeline.run([frame], subset, label_set), it, wu,
                         device)
         out.append(Row.timing(SECTIONS[2], f'fps with {count} head(s) subscribed: '

@@ -18,7 +18,7 @@ from tipsv2_ros.bench.table import render, Row, SECTIONS, verdicts
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends, startup
 from tipsv2_ros.runtime.config import RuntimeConfig
-from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY
+from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY, ZERO_SHOT
 
 ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'P4', 'P5', 'fps')
 DDS_ROWS = frozenset({'e2e', 'P3', 'P6', 'P7'})
@@ -67,7 +67,7 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     facts = machine.describe(device)
     frame = sample_frame(cfg.frame_size)
     label_set = (runtime.labels.build(sections.LABELS, TEMPLATES)
-                 if 'segmentation' in tasks else None)
+                 if any(REGISTRY[t].kind == ZERO_SHOT for t in tasks) else None)
     rows: List[Row] = []
     result = None
     if 'stages' in only:

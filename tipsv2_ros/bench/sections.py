@@ -18,6 +18,7 @@ from tipsv2_ros.runtime.frame.labels import LabelBank
 from tipsv2_ros.runtime.frame.pipeline import FrameResult
 
 STAGE = SECTIONS[0]
+# The heads the transformers reference computes (bench/references.py).
 DENSE = frozenset({'depth', 'normals'})
 # P6: 10 labels x the 9 official templates.
 LABELS = ('floor', 'wall', 'ceiling', 'person', 'door', 'table', 'chair', 'window', 'lamp',

@@ -51,12 +51,13 @@ def run(args) -> int:
     from tipsv2_ros.runtime import startup
     from tipsv2_ros.runtime.frame import processing
     from tipsv2_ros.runtime.frame.labels import LabelError
+    from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
 
     try:
         runtime = startup.build(runtime_config(args), log=lambda text: print(f'[infer] {text}'))
         templates = _templates(args.templates)
         label_set = None
-        if 'segmentation' in runtime.backend.tasks:
+        if any(REGISTRY[t].kind == ZERO_SHOT for t in runtime.backend.tasks):
             label_set = runtime.labels.build(args.labels.split(','), templates)
     except (startup.StartupError, LabelError, ValueError, OSError) as error:
         print(f'tipsv2 infer: error: {error}', file=sys.stderr)

@@ -3,8 +3,8 @@
 
 One HF file holds both towers (and, in the ``-dpt`` repos, the three heads) under prefixes;
 ``hf_weights`` splits it into the parts ``checkpoint.load_strict`` checks like the official
-files. Kept apart from ``checkpoint`` because the layout is the Hub's, and changed once
-(the transformers integration).
+files. Holds the Hub's key layout (``hf_key``, which changed once, with the transformers
+integration); the official release formats are ``checkpoint``'s.
 """
 from typing import Mapping, NamedTuple, Optional
 

@@ -1,11 +1,10 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Incoming camera frames: any common sensor_msgs/Image encoding to RGB for the model.
 
-Kept apart from `conversions` (which builds the outgoing messages) because this is the
-frame path's input side, with its own concerns: untrusted layouts, colour formats and
-avoiding copies. Frames become numpy *views* of ``msg.data`` wherever the encoding allows
-(see `image_to_rgb`), so a frame costs no host copy before it reaches the device.
-`check_layout` and `ImageConversionError` also serve `conversions.image_to_array`.
+The frame path's input side (`conversions` builds the outgoing messages): untrusted layouts,
+colour formats and avoiding copies. Frames become numpy *views* of ``msg.data`` wherever the
+encoding allows (see `image_to_rgb`), so a frame costs no host copy before it reaches the
+device. `check_layout` and `ImageConversionError` also serve `conversions.image_to_array`.
 """
 import numpy as np
 from sensor_msgs.msg import Image

@@ -18,9 +18,13 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions, processes
+from tipsv2_ros.tasks import REGISTRY
 
-OUTPUTS = {'depth': 'depth/image', 'normals': 'normals/image',
-           'labels': 'segmentation/labels'}
+# Each task's first array -> the topic that carries it raw (depth/image, normals/image,
+# segmentation/labels): what the player waits for.
+OUTPUTS = {spec.arrays[0]: next(t.name for t in spec.topics if t.array == spec.arrays[0]
+                                and t.encoding and not t.view)
+           for spec in REGISTRY if spec.image_path and spec.topics}
 
 
 class Received(NamedTuple):

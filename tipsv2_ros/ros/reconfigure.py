@@ -1,12 +1,12 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Run-time changes to the perception node: the set_labels service and parameter updates.
 
-A mixin of `node.PerceptionNode`, kept apart from the frame path because it is its own
-protocol: labels are embedded on the node's one text thread while frames go on, then handed
-to the inference worker through ``_pending_labels`` under ``_wake``; the worker adopts them
-between two frames (`_adopt_labels`) and publishes the label info before the next masks.
-It uses the node's ``params``, ``runtime``, ``cameras``, ``stats``, ``_labels``,
-``_pending_labels``, ``_wake``, ``_text`` and ``_warn``.
+A mixin of `node.PerceptionNode` holding the label-change protocol: labels are embedded on
+the node's one text thread while frames go on, then handed to the inference worker through
+``_pending_labels`` under ``_wake``; the worker adopts them between two frames
+(`_adopt_labels`) and publishes the label info before the next masks. It uses the node's
+``params``, ``runtime``, ``cameras``, ``stats``, ``_labels``, ``_pending_labels``, ``_wake``,
+``_text`` and ``_warn``.
 """
 from rcl_interfaces.msg import SetParametersResult
 

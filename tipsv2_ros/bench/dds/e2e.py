@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""The DDS half of ``tipsv2 bench``: the node end to end (the message stages: `bench_messages`).
+"""The DDS half of ``tipsv2 bench``: the node end to end (the message stages: `messages`).
 
 The node runs as its own process, started the way a user starts it (``tipsv2 node`` with the
 package's default parameter file, the weights and backend given with ``-p``). A client node

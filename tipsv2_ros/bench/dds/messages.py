@@ -1,9 +1,9 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The message stages of ``tipsv2 bench``: decoding, building and publishing, in process.
 
-Apart from `bench_e2e` (the node as its own process) because these rows need no node: they
-time the conversions the node runs on each frame, on the same frame and outputs, with a
-subscriber in this process, so DDS delivers without a network.
+These rows need no node (the node as its own process is `e2e`): they time the conversions
+the node runs on each frame, on the same frame and outputs, with a subscriber in this
+process, so DDS delivers without a network.
 """
 import time
 from typing import List
@@ -19,7 +19,7 @@ from tipsv2_ros.bench.timing import measure
 from tipsv2_ros.ros import conversions, image_decode
 from tipsv2_ros.ros.camera_io import output_arrays
 
-# Its own namespace, next to bench_e2e's '/tipsv2_bench', so no node output is mixed in.
+# Its own namespace, next to e2e's '/tipsv2_bench', so no node output is mixed in.
 NAMESPACE = '/tipsv2_bench_messages'
 
 

@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""Runs the development Triton server (``triton_serve``) as a child process: tests, benchmarks.
+"""Runs the development Triton server (``pytriton_server``) as a child process: tests, benchmarks.
 
 The server lives in another virtual environment (``.venv/pytriton``: nvidia-pytriton needs
 numpy<2). Started from a ROS-wheels venv python, a child inherits that venv's bootstrap
@@ -60,10 +60,10 @@ def child_env() -> dict:
 
 
 class DevServer:
-    """``triton_serve`` in the PyTriton venv as a child process on loopback ports.
+    """``pytriton_server`` in the PyTriton venv as a child process on loopback ports.
 
     Args:
-        args: ``triton_serve`` arguments: weights and size, or ``--repository DIR``.
+        args: ``pytriton_server`` arguments: weights and size, or ``--repository DIR``.
         log_path: where the server's output goes (it is verbose).
         python: the PyTriton venv's python (default: ``pytriton_python()``).
     """

@@ -12,7 +12,7 @@ Two modes, both on the real Triton server binary that the ``nvidia-pytriton`` wh
 
 nvidia-pytriton needs numpy<2, which the ROS wheels cannot use, so this runs from its own
 virtual environment (``scripts/setup.sh --triton`` or ``--test`` creates ``.venv/pytriton``)
-with the source tree on PYTHONPATH (``triton_dev.DevServer`` does it for tests)::
+with the source tree on PYTHONPATH (``dev_server.DevServer`` does it for tests)::
 
     export PYTHONPATH=$PWD  # the repository root
     WEIGHTS="--vision-weights V.npz --depth-head D.zip --normals-head N.zip"

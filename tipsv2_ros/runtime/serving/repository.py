@@ -11,7 +11,7 @@ across the wire and the intermediate layers never leave the server.
 The ensemble's ``parameters`` carry the metadata a client checks before trusting the
 outputs (variant, input size, an id of the image-encoder weights); the tensors and that
 metadata are the contract of ``triton_contract.py``. The parts are the parity-gated files of
-``export.py`` (and ``TensorRTBackend.build`` for plans).
+``runtime.export`` (and ``TensorRTBackend.build`` for plans).
 """
 import logging
 import pathlib

@@ -1,7 +1,7 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The TensorRT backend: cached, parity-gated engines for the parts of the image path.
 
-``TensorRTBackend.build`` exports the parts to ONNX (``export.py``), builds one engine per
+``TensorRTBackend.build`` exports the parts to ONNX (``runtime.export``), builds one engine per
 part (or loads it from the cache), and accepts the engines only after a parity gate against
 PyTorch fp32 on the sample frames: depth relative error < 1%, normals median angular error
 < 2 degrees, zero-shot argmax agreement >= 99% for the scene's labels. FP16 ViT engines are

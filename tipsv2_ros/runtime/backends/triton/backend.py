@@ -5,7 +5,7 @@ What crosses the wire is the contract of every backend: the preprocessed ``pixel
 (B, 3, H, W) float32, resized on the robot. Sending raw frames would be smaller (uint8, no
 resize) but would need the resize on the server, with per-camera sizes in one batch and
 outputs that no longer match the local backends bit for bit; the node's resize is cheap.
-Only the outputs of the asked tasks are requested: the ensemble of ``triton_repo.py`` runs
+Only the outputs of the asked tasks are requested: the ensemble of ``serving/repository.py`` runs
 no head nobody asked for. On the same host, tensors go through system shared memory.
 The tritonclient calls themselves (connection, shared memory, reading errors) are in
 ``triton_transport.py``; the served contract checked at connection, in

@@ -4,9 +4,8 @@
 The tensor names, their shapes for a variant and input size (``signature``), the
 ``tipsv2.*`` metadata an ensemble publishes (``metadata``) and the check of a served model's
 configuration against the local model (``check_served``). Both sides use them: the writer of
-a repository (``triton_repo.py``), the PyTriton server (``triton_serve.py``) and the client
-(``triton_backend.py``); kept apart from the repository writer so that a client does not
-import the export machinery it never runs.
+a repository (``serving/repository.py``), the PyTriton server (``serving/pytriton_server.py``)
+and the client (``backends/triton/backend.py``). Light: no export machinery.
 """
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence, Tuple
 

@@ -4,8 +4,8 @@
 ``Client`` wraps the few server calls used, over gRPC or HTTP (their APIs differ in details);
 ``SharedMemory`` owns the /dev/shm regions registered with a server on the same host;
 ``describe_error`` and ``is_gone`` read a failure (a lost server is retried, other errors are
-the frame's). Kept apart from ``TritonBackend``, which decides when to connect, retry and
-batch, so that the transport details of tritonclient stay in one place.
+the frame's). ``TritonBackend`` decides when to connect, retry and batch; the tritonclient
+details are all here.
 """
 import os
 from typing import Tuple
