@@ -128,7 +128,7 @@ fi
 
 # --- 5b. the development Triton server (PyTriton) -----------------------------------------
 # nvidia-pytriton requires numpy<2, which the ROS wheels cannot use: it gets its own venv,
-# whose python runs tipsv2_ros/runtime/triton_serve.py from the source tree (PYTHONPATH).
+# whose python runs tipsv2_ros/runtime/serving/pytriton_server.py from the source tree (PYTHONPATH).
 PT="$VENV/pytriton"
 h="$(hash_files requirements/pytriton.txt)-$flavour"
 if [ "$WITH_TRITON" = 1 ] && { ! stamp_ok pytriton "$h" || [ ! -x "$PT/bin/python" ]; }; then
