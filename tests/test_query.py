@@ -151,3 +151,29 @@ def test_projection_matrix_rule():
     bad = p.copy()
     bad[0, 0] = np.nan
     np.testing.assert_array_equal(processing.projection_matrix(k, bad), k)
+
+
+@pytest.mark.parametrize('index', [0, 1])
+def test_query_heatmap_matches_the_golden_zero_shot_probabilities(index):
+    """A phrase against the other labels reproduces the official probabilities (no temperature).
+
+    The golden set's ``zeroshot_probs`` are softmax(cosines upsampled to the image) over its
+    labels; querying label i with the others active, at temperature 1 and the image size, is
+    the same formula through the kept features of our own forward pass.
+    """
+    from golden import GOLDEN, load_model
+    golden = np.load(GOLDEN / 'expected.npz')
+    labels, templates = [str(v) for v in golden['labels']], [str(v) for v in golden['templates']]
+    image = golden[f'image_{index}']
+    model = load_model()
+    size = tuple(image.shape[:2])
+    with torch.inference_mode():
+        path = model.image_path(['segmentation'], size)
+        features = path.encoder(processing.to_pixel_values(image, size)).features[0]
+        classifier = model.text_classifier(labels, templates)
+    for i, phrase in enumerate(labels):
+        others = [j for j in range(len(labels)) if j != i]
+        result = phrase_heatmaps(features, classifier[others], [labels[j] for j in others],
+                                 classifier[i:i + 1], [phrase], 1.0, size, size)
+        np.testing.assert_allclose(result.heatmaps[0], golden[f'zeroshot_probs_{index}'][i],
+                                   atol=1e-4)

@@ -63,6 +63,29 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
     return out
 
 
+def cloud_message(result: FrameResult, frame: np.ndarray, header, scaled_info: CameraInfo,
+                  semantic: bool) -> PointCloud2:
+    """Return depth/points for one frame: organised, pixel for pixel with the label image.
+
+    Back-projected through P as depth_image_proc and image_geometry do (K when P is unset,
+    `processing.projection_matrix`), from ``scaled_info`` (the published depth/camera_info).
+    ``semantic`` adds rgb (the frame at the output size), label and confidence; the layout
+    does not depend on what ran: a frame without segmentation gets label 255, confidence 0.
+    """
+    points = processing.depth_to_points(
+        result.depth, processing.projection_matrix(scaled_info.k, scaled_info.p))
+    if not semantic:
+        return conversions.points_to_cloud(points, header)
+    rgb = processing.resize_rgb(frame, result.size)
+    if result.labels is None:
+        labels = np.full(result.size, 255, np.uint8)
+        confidence = np.zeros(result.size, np.float32)
+    else:
+        labels = result.labels
+        confidence = result.confidence.astype(np.float32) * np.float32(1 / 255)
+    return conversions.points_to_cloud(points, header, rgb, labels, confidence)
+
+
 class CameraIO:
     """Subscriptions, publishers and the latest unprocessed frame of one camera."""
 
@@ -160,22 +183,8 @@ class CameraIO:
         scaled = conversions.scaled_camera_info(info, result.size, header)
         self.info_pub.publish(scaled)
         if self._wanted('depth/points'):
-            # P as depth_image_proc and image_geometry use it; K when P is unset (all zeros).
-            points = processing.depth_to_points(
-                result.depth, processing.projection_matrix(scaled.k, scaled.p))
-            self.pubs['depth/points'].publish(self._cloud(points, result, header, frame))
-
-    def _cloud(self, points, result, header, frame) -> PointCloud2:
-        if not self.semantic_points:
-            return conversions.points_to_cloud(points, header)
-        rgb = processing.resize_rgb(frame, result.size)
-        if result.labels is None:  # segmentation did not run: same layout, no label
-            labels = np.full(result.size, 255, np.uint8)
-            confidence = np.zeros(result.size, np.float32)
-        else:
-            labels = result.labels
-            confidence = result.confidence.astype(np.float32) * np.float32(1 / 255)
-        return conversions.points_to_cloud(points, header, rgb, labels, confidence)
+            self.pubs['depth/points'].publish(
+                cloud_message(result, frame, header, scaled, self.semantic_points))
 
     def publish_labels(self, label_set: LabelSet, threshold: float, stamp) -> None:
         """Publish the latched label info (and vision_msgs/LabelInfo when available)."""
