@@ -205,7 +205,7 @@ def _hiccup(client: BenchClient, one, baseline: float, msg, info) -> Row:
 
 
 def _queries(client: BenchClient, frames: Samples, iterations: int) -> List[Row]:
-    """The query service's round trip, a cached and an uncached phrase, vs the frame time.
+    """Time the query service's round trip, a cached and an uncached phrase, vs the frame.
 
     The node answers on its latest frame's kept features: an uncached phrase costs one text
     encoding (the active templates) and the product, a cached one the product only.
