@@ -278,3 +278,35 @@ def test_service_is_listed_with_its_type(running):
     services = dict(client.get_service_names_and_types())
     assert services.get('/tquery/query') == ['tipsv2_ros/srv/Query']
     assert rclpy.ok()
+
+
+def test_cloud_without_segmentation_is_depth_image_proc_xyz(ros, tiny_params):
+    """Without segmentation: x, y, z only, padded to 16 bytes like point_cloud_xyz."""
+    params = {**tiny_params, 'tasks': ['depth'], 'publish_points': True}
+    with LoggedNode(params, 'tquery_xyz') as node:
+        client = Client('tquery_xyz', name='tquery_xyz_client')
+        try:
+            assert client.wait_for_node(60), node.output
+            client.listen('depth/points', PointCloud2)
+            client.listen('depth/image')
+            client.listen('depth/camera_info', CameraInfo)
+            topics = ['depth/points', 'depth/image', 'depth/camera_info']
+            _, got = client.exchange(_frame(seed=30), topics, info=_rectified_info())
+            cloud_msg = got['depth/points']
+            fields = [(f.name, f.offset, f.datatype, f.count) for f in cloud_msg.fields]
+            assert fields == [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1)]
+            assert cloud_msg.point_step == 16 and cloud_msg.row_step == 16 * SIZE[1]
+            depth = conversions.image_to_array(got['depth/image'])
+            np.testing.assert_allclose(read_cloud(cloud_msg)['xyz'],
+                                       _depth_image_proc_xyz(depth, got['depth/camera_info']),
+                                       rtol=1e-5, atol=1e-6)
+            # No segmentation, nothing to query: refused with the reason, the node serves on.
+            query = client.create_client(Query, '/tquery_xyz/query')
+            assert client.spin_until(query.service_is_ready, 20)
+            future = query.call_async(Query.Request(phrases=['fire extinguisher']))
+            assert client.spin_until(future.done, 30)
+            assert not future.result().success
+            assert 'segmentation is not enabled' in future.result().message
+            assert node.alive()
+        finally:
+            client.destroy_node()

@@ -7,7 +7,8 @@ the latest frames and publishes. Labels are embedded on one text thread (the ser
 parameter callback waits for it), off the frame path, and the worker adopts the new
 LabelSet between two frames: no frame mixes label sets, and label info is published by the
 same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`; the
-set_labels service and parameter changes: `reconfigure`.
+set_labels service and parameter changes: `reconfigure`; the query service, which scores
+text on the features the worker keeps per camera: `query`.
 """
 from concurrent.futures import ThreadPoolExecutor
 import json
@@ -77,7 +78,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         service_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SetLabels, 'set_labels', self._on_set_labels,
                             callback_group=service_group)
-        self.query = QueryService(self, self.cameras)
+        self.query = QueryService(self, self.cameras, self._text, self._warn)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._status_pub = self.create_publisher(String, '~/status', 10)
         self.create_timer(1.0, self._on_status)

@@ -56,12 +56,17 @@ class QueryService:
     """The query service and the per-camera features and views it uses.
 
     Args:
-        node: the perception node (its ``params``, ``runtime``, ``_text`` and ``_warn``).
+        node: the perception node (its ``params`` and ``runtime`` are read per query).
         cameras: the node's `CameraIO` objects; the first answers an empty ``camera``.
+        text_thread: the node's one text-encoding executor (see `PerceptionNode`): text
+            encoding and the product run there, as for set_labels.
+        warn: logs a refusal, rate-limited.
     """
 
-    def __init__(self, node, cameras):
+    def __init__(self, node, cameras, text_thread, warn):
         self._node = node
+        self._text = text_thread
+        self._warn = warn
         self._cameras = [c.prefix for c in cameras]
         self._kept = {}       # prefix -> KeptFrame
         self._processed = {}  # prefix -> frames processed
@@ -96,9 +101,10 @@ class QueryService:
     def _on_query(self, request, response):
         try:
             frame, note = self._answer(request, response)
+            stamp = frame.header.stamp
             response.success = True
-            response.message = (f'{len(response.heatmaps)} heatmap(s) of camera '
-                                f'{frame.header.frame_id or "?"}: the probability of each '
+            response.message = (f'{len(response.heatmaps)} heatmap(s) of the frame stamped '
+                                f'{stamp.sec}.{stamp.nanosec:09d}: the probability of each '
                                 f'phrase against the {len(frame.label_set.names)} active '
                                 f'labels plus the phrase{note}')
         except LabelError as error:
@@ -112,7 +118,7 @@ class QueryService:
     def _refuse(self, response, text: str) -> None:
         response.success, response.message = False, text
         response.heatmaps, response.best_scores, response.best_u, response.best_v = [], [], [], []
-        self._node._warn('query', text)
+        self._warn('query', text)
 
     def _answer(self, request, response):
         phrases = validate_phrases(request.phrases)
@@ -135,8 +141,7 @@ class QueryService:
             return scoring.phrase_heatmaps(
                 frame.features, frame.label_set.classifier, frame.label_set.names, embeddings,
                 phrases, pipeline.temperature, pipeline.model_output_size, frame.size)
-        # On the node's one text thread: see PerceptionNode._text.
-        result = self._node._text.submit(score).result()
+        result = self._text.submit(score).result()
         response.header = frame.header
         response.best_scores = [float(v) for v in result.best_scores]
         response.best_u = [int(v) for v in result.best_u]
