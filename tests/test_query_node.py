@@ -69,6 +69,16 @@ def _generation(client):
     return client.received['segmentation/label_info'][-1].generation
 
 
+def _settle(client, topic, quiet=1.0, timeout=30.0):
+    """Spin until nothing new arrived on ``topic`` for ``quiet`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        count = len(client.received[topic])
+        client.spin_until(lambda: len(client.received[topic]) != count, quiet)
+        if len(client.received[topic]) == count:
+            return
+
+
 def _stream(client, stop, period=0.3):
     """Publish frames like a camera until ``stop`` is set (from a thread, no spinning)."""
     seed = 100
@@ -105,7 +115,7 @@ def test_query_round_trip(running):
     client.listen('segmentation/query/colored', qos=LATCHED)
     generation = _generation(client)
     client.exchange(_frame(seed=7), ['segmentation/labels'], frame_id='cam_q')
-    client.spin_until(lambda: False, 1.0)  # frames re-sent by exchange may still be in flight
+    _settle(client, 'segmentation/labels')  # frames re-sent by exchange may still be in flight
     start = time.monotonic()
     response = client.call_query(['floor', 'fire extinguisher'])
     took = time.monotonic() - start
