@@ -159,6 +159,8 @@ def test_query_round_trip(running):
 
 def test_query_with_templates_and_camera_names(running):
     node, client = running
+    client.listen('segmentation/labels')
+    client.exchange(_frame(seed=8), ['segmentation/labels'])
     ok = client.call_query(['door'], templates=['a photo of a {}.'], camera='/')
     assert ok.success, ok.message
     refused = client.call_query(['door'], camera='rear')
@@ -318,5 +320,37 @@ def test_cloud_without_segmentation_is_depth_image_proc_xyz(ros, tiny_params):
             assert not future.result().success
             assert 'segmentation is not enabled' in future.result().message
             assert node.alive()
+        finally:
+            client.destroy_node()
+
+
+def test_query_names_its_camera(ros, tiny_params):
+    """Two cameras: each query answers on its camera's latest frame, views under its prefix."""
+    params = {**tiny_params, 'labels': LABELS, 'cameras': ['front', 'rear']}
+    with LoggedNode(params, 'tquery_cams') as node:
+        client = Client('tquery_cams/rear', name='tquery_cams_client')
+        try:
+            query = client.create_client(Query, '/tquery_cams/query')
+            assert client.spin_until(lambda: query.service_is_ready() and
+                                     client.image_pub.get_subscription_count() > 0, 60), \
+                node.output
+            client.listen('segmentation/labels')
+            client.listen('segmentation/query/heatmap', qos=LATCHED)
+            sent, _ = client.exchange(_frame(seed=40), ['segmentation/labels'], frame_id='rear')
+            _settle(client, 'segmentation/labels')
+            future = query.call_async(Query.Request(phrases=['door'], camera='rear'))
+            assert client.spin_until(future.done, 30)
+            answer = future.result()
+            assert answer.success, answer.message
+            assert answer.header.frame_id == 'rear'
+            assert stamp_ns(answer) == stamp_ns(client.received['segmentation/labels'][-1])
+            assert client.spin_until(lambda: any(
+                stamp_ns(m) == stamp_ns(answer)
+                for m in client.received['segmentation/query/heatmap']), 10)
+            # The front camera has had no frame: its query says so (after its wait for one).
+            future = query.call_async(Query.Request(phrases=['door'], camera='front'))
+            assert client.spin_until(future.done, 60)
+            assert not future.result().success
+            assert "no frame of camera 'front'" in future.result().message
         finally:
             client.destroy_node()
