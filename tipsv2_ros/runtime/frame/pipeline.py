@@ -45,6 +45,10 @@ class FrameResult:
     size: Size
     arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     label_set: Optional[LabelSet] = None  # the labels ``labels`` index into
+    # (h, w, D) the frame's zero-shot patch features on the device, kept for text queries
+    # (`runtime.frame.query`); a copy, so a backend reusing its output buffers cannot change
+    # it.
+    features: Optional[torch.Tensor] = None
 
     def __getattr__(self, name: str) -> Optional[np.ndarray]:
         if name in {a for spec in REGISTRY for a in spec.arrays}:
@@ -102,11 +106,12 @@ class Pipeline:
                 else:
                     scale = NORMALS_TO_OPTICAL if spec.optical_frame else 1.0
                     maps[task] = dense[spec.output] * scale if scale != 1.0 else dense[spec.output]
-            results = [self._frame(i, size, maps, label_set) for i, size in enumerate(sizes)]
+            results = [self._frame(i, size, dense, maps, label_set)
+                       for i, size in enumerate(sizes)]
             clock.lap('postprocess')
         return results
 
-    def _frame(self, i, size, maps, label_set) -> FrameResult:
+    def _frame(self, i, size, dense, maps, label_set) -> FrameResult:
         arrays = {}
         for task, batch in maps.items():
             spec = REGISTRY[task]
@@ -119,8 +124,9 @@ class Pipeline:
             else:  # one array per channel
                 for channel, name in enumerate(spec.arrays):
                     arrays[name] = _numpy(resized[0, channel])
-        zero_shot_run = any(REGISTRY[t].kind == ZERO_SHOT for t in maps)
-        return FrameResult(tuple(size), arrays, label_set if zero_shot_run else None)
+        zero_shot = [REGISTRY[t] for t in maps if REGISTRY[t].kind == ZERO_SHOT]
+        features = dense[zero_shot[0].output][i].clone() if zero_shot else None
+        return FrameResult(tuple(size), arrays, label_set if zero_shot else None, features)
 
 
 def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
