@@ -1,6 +1,7 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""Nodes (own processes, real DDS) on a mutual-TLS Triton server on loopback: refusals,
-recovery, and the shared-memory regions of a node on the server's host.
+"""Nodes (own processes, real DDS) on a mutual-TLS Triton server on loopback.
+
+Refused links and their recovery, and the shared-memory regions of a node on the server's host.
 """
 import os
 import pathlib
@@ -120,7 +121,7 @@ def test_refused_nodes_stay_alive_say_why_and_recover(ros, tiny_params, server, 
         assert all(m.header.stamp == sent.header.stamp for m in got.values())
     finally:
         _stop_all(nodes, clients)
-    reasons = {'wrong_ca': "certificate is not signed by triton.root_cert",
+    reasons = {'wrong_ca': 'certificate is not signed by triton.root_cert',
                'no_cert': 'requires a client certificate (mutual TLS): set triton.client_cert',
                'plain': 'it probably expects TLS (set triton.ssl: true'}
     for name, reason in reasons.items():

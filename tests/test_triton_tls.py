@@ -12,12 +12,12 @@ import torch
 
 from tipsv2_ros.runtime import parity, triton_contract, triton_dev
 from tipsv2_ros.runtime.base import BackendError
-from tipsv2_ros.runtime.torch_backend import TorchBackend
+from tipsv2_ros.runtime.triton_tls import TlsSettings
 
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
 pytest.importorskip('cryptography', reason='the test certificates need cryptography')
-from tipsv2_ros.runtime.tls_certificates import write_certificates  # noqa: E402
-from tipsv2_ros.runtime.triton_tls import TlsSettings  # noqa: E402
+from tipsv2_ros.runtime.tls_certificates import write_certificates  # noqa: E402, I100
+from tipsv2_ros.runtime.torch_backend import TorchBackend  # noqa: E402, I100
 
 PYTHON = triton_dev.pytriton_python()
 needs_server = pytest.mark.skipif(
@@ -101,7 +101,7 @@ def test_outputs_over_tls_match_torch(request, model, certs, mutual):
 
 REFUSALS = {
     'another CA': (lambda fleet, stranger, url: (url, _settings(fleet, ca=stranger.ca)),
-                   "certificate is not signed by triton.root_cert"),
+                   'certificate is not signed by triton.root_cert'),
     'wrong host name': (lambda fleet, stranger, url: (url.replace('127.0.0.1', 'localhost'),
                                                       _settings(fleet)),
                         "certificate does not name 'localhost', the host of triton.url"),
@@ -136,8 +136,8 @@ def test_refused_links_say_why_and_keep_retrying(mtls_server, model, certs, case
 
 
 @needs_server
-def test_certificates_fixed_on_disk_are_picked_up_without_a_restart(mtls_server, model, certs,
-                                                                   tmp_path):
+def test_certificates_fixed_on_disk_are_picked_up_without_a_restart(
+        mtls_server, model, certs, tmp_path):
     from tipsv2_ros.runtime.triton_backend import TritonUnavailable
     fleet, stranger = certs
     root = tmp_path / 'ca.pem'
@@ -181,7 +181,7 @@ def test_tls_server_restart_is_survived(tls_server, model, certs):
 @pytest.mark.parametrize('settings, url, message', [
     (TlsSettings(False, '/x/ca.pem'), 'h:8001', 'triton.root_cert set but triton.ssl is false'),
     (TlsSettings(True, '', '/x/c.pem', ''), 'h:8001', 'needs both triton.client_cert and'),
-    (TlsSettings(True, '/no/such/ca.pem'), 'h:8001', "triton.root_cert: no such file"),
+    (TlsSettings(True, '/no/such/ca.pem'), 'h:8001', 'triton.root_cert: no such file'),
     (TlsSettings(True), 'http://h:8000', 'triton.ssl is for gRPC'),
 ], ids=['certs-without-ssl', 'cert-without-key', 'missing-file', 'http'])
 def test_incoherent_tls_settings_fail_at_start(settings, url, message):
