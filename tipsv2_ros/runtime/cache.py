@@ -185,8 +185,8 @@ def load(path: PathLike, key: Mapping, log: Callable[[str], None],
                 f'{meta.get("size")}); rebuilding')
             return None
         if sha256_file(file) != meta.get('sha256'):
-            log(f'WARNING: {what}: {name} is corrupt or was replaced (SHA-256 differs from '
-                'its sidecar); not loaded, rebuilding')
+            log(f'WARNING: {what}: {name} is corrupt (SHA-256 mismatch); rebuilding (it was '
+                'not loaded: its content is not what its sidecar records)')
             return None
     return record
 
