@@ -203,3 +203,36 @@ def test_backend_triton_reads_the_tls_parameters(model, certs):
     with pytest.raises(BackendError, match='triton.ssl is false'):
         backends.create('triton', model, SIZE, TASKS, 'cpu', 'auto', None, logs.append,
                         options={**options, 'triton.ssl': False})
+
+
+# gRPC's words for each refusal (tritonclient 2.73, grpcio 1.7x), as seen against PyTriton.
+_LAST = 'UNAVAILABLE: failed to connect to all addresses; last error: '
+_VERIFY = (_LAST + 'UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed (TSI_PROTOCOL_FAILURE): '
+           'SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:'
+           'CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK')
+
+
+@pytest.mark.parametrize('text, settings, expected', [
+    (_VERIFY, TlsSettings(True, '/etc/ca.pem'), 'not signed by triton.root_cert (/etc/ca.pem)'),
+    (_VERIFY, TlsSettings(True), "not signed by the system's certificate authorities"),
+    (_LAST + 'UNKNOWN: ipv4:127.0.0.1:1: Custom verification check failed with error: '
+     'UNAUTHENTICATED: Hostname Verification Check failed.', TlsSettings(True),
+     "does not name 'gpu', the host of triton.url"),
+    (_LAST + 'UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed', TlsSettings(True),
+     'requires a client certificate (mutual TLS)'),
+    (_LAST + 'UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed',
+     TlsSettings(True, '', '/r.pem', '/r.key'), "refused the client certificate '/r.pem'"),
+    (_LAST + 'UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed', TlsSettings(),
+     'it probably expects TLS'),
+    (_LAST + 'UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed (TSI_PROTOCOL_FAILURE): '
+     'SSL_ERROR_SSL: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER',
+     TlsSettings(True), 'the server does not speak TLS'),
+    (_LAST + 'UNAVAILABLE: ipv4:127.0.0.1:1: Failed to connect to remote host: Connection '
+     'refused', TlsSettings(True), None),  # a server that is down is not a TLS problem
+    (_LAST + 'UNAVAILABLE: ipv4:127.0.0.1:1: Failed to connect to remote host: Connection '
+     'refused', TlsSettings(), None),
+])
+def test_refusals_are_read_from_grpc_errors(text, settings, expected):
+    from tipsv2_ros.runtime.triton_tls import explain
+    reason = explain(text, settings, 'gpu')
+    assert reason == expected if expected is None else expected in reason
