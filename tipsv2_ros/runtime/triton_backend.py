@@ -217,8 +217,6 @@ class TritonBackend(Backend):
             if is_gone(error):
                 lost = TritonUnavailable(f'lost the Triton server {self.url} '
                                          f'({describe_error(error)})')
-                if explain(describe_error(error), self.tls, self._host):
-                    lost = self._unreachable(error)
                 self._failed(lost)
                 self._log(f'WARNING: {lost}; frames fail until it is back (reconnecting '
                           'with backoff)')
