@@ -236,3 +236,20 @@ def test_refusals_are_read_from_grpc_errors(text, settings, expected):
     from tipsv2_ros.runtime.triton_tls import explain
     reason = explain(text, settings, 'gpu')
     assert reason == expected if expected is None else expected in reason
+
+
+@needs_server
+def test_a_robot_certificate_cannot_control_the_server(mtls_server, certs):
+    """Model control is behind the operator's header: a robot's certificate only infers."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    fleet = certs[0]
+    robot = grpcclient.InferenceServerClient(
+        mtls_server.url, ssl=True, root_certificates=str(fleet.ca),
+        private_key=str(fleet.client_key), certificate_chain=str(fleet.client))
+    try:
+        with pytest.raises(InferenceServerException, match='restricted'):
+            robot.unload_model(triton_contract.MODEL_NAME)
+        assert robot.is_model_ready(triton_contract.MODEL_NAME)
+    finally:
+        robot.close()
