@@ -67,6 +67,11 @@ SPECS: Dict[str, Spec] = {
                                  ('auto', 'on', 'off')),
     'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
                               True),
+    'triton.ssl': Spec(False, 'gRPC over TLS; the server certificate is verified.', True),
+    'triton.root_cert': Spec('', 'CA certificate (PEM) that signs the server certificate '
+                             "(empty: the system's CAs).", True),
+    'triton.client_cert': Spec('', 'Client certificate (PEM) for mutual TLS.', True),
+    'triton.client_key': Spec('', 'Private key (PEM) of triton.client_cert.', True),
     'tasks': Spec(list(REGISTRY.image_path()), 'Tasks the node may run; each runs '
                   'only while its outputs have subscribers.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
@@ -197,7 +202,10 @@ def runtime_config(values: Mapping[str, Any]) -> RuntimeConfig:
         cache_dir=str(get('engine_cache_dir')) or None, tensorrt=TensorRTConfig(),
         triton=TritonConfig(url=str(get('triton.url')), model_name=str(get('triton.model_name')),
                             timeout=float(get('triton.timeout')),
-                            shared_memory=str(get('triton.shared_memory'))))
+                            shared_memory=str(get('triton.shared_memory')),
+                            ssl=bool(get('triton.ssl')),
+                            **{name: str(get(f'triton.{name}') or '').strip()
+                               for name in ('root_cert', 'client_cert', 'client_key')}))
 
 
 def parameter_values(config: RuntimeConfig) -> Dict[str, Any]:
@@ -214,7 +222,9 @@ def parameter_values(config: RuntimeConfig) -> Dict[str, Any]:
         'backend': config.backend, 'device': config.device, 'precision': config.precision,
         'triton.url': config.triton.url, 'triton.model_name': config.triton.model_name,
         'triton.timeout': config.triton.timeout,
-        'triton.shared_memory': config.triton.shared_memory})
+        'triton.shared_memory': config.triton.shared_memory, 'triton.ssl': config.triton.ssl,
+        **{f'triton.{name}': getattr(config.triton, name)
+           for name in ('root_cert', 'client_cert', 'client_key')}})
     for name, value in (('model.weights_dir', config.weights_dir),
                         ('model.config', config.model_config),
                         ('engine_cache_dir', config.cache_dir)):

@@ -58,6 +58,10 @@ class TritonConfig:
     model_name: str = 'tipsv2_image_path'
     timeout: float = 10.0  # seconds a request may take before the server counts as lost
     shared_memory: str = 'auto'  # auto (loopback URL), on, off
+    ssl: bool = False  # gRPC over TLS, the server's certificate verified
+    root_cert: str = ''  # the CA (PEM) of the server's certificate; '': the system's CAs
+    client_cert: str = ''  # mutual TLS: this robot's certificate (PEM) ...
+    client_key: str = ''  # ... and its private key
 
 
 @dataclasses.dataclass(frozen=True)

@@ -211,12 +211,15 @@ def _triton(model, input_size, tasks, device, precision, cache_dir, log, config)
                            '"tritonclient[grpc]"')
     from tipsv2_ros.runtime.backends.triton import contract as triton_contract
     from tipsv2_ros.runtime.backends.triton.backend import TritonBackend
+    from tipsv2_ros.runtime.backends.triton.tls import TlsSettings
     settings = config.triton
     return TritonBackend(
         settings.url or '127.0.0.1:8001', settings.model_name or triton_contract.MODEL_NAME,
         input_size, tasks, served=triton_contract.signature(model, input_size, tasks),
         expected=triton_contract.metadata(model, input_size, tasks), device=device,
-        timeout=settings.timeout, shared_memory=settings.shared_memory, log=log)
+        timeout=settings.timeout, shared_memory=settings.shared_memory, log=log,
+        tls=TlsSettings(settings.ssl, settings.root_cert, settings.client_cert,
+                        settings.client_key))
 
 
 FACTORIES: Dict[str, Factory] = {'torch': _torch, 'onnxruntime': _onnxruntime,
