@@ -210,14 +210,17 @@ def test_missing_bag_unknown_topic_and_existing_output(recorded, tiny_params, tm
     assert 'Traceback' not in result.stderr
 
 
-def test_truncated_mcap_is_processed_up_to_the_damage(tiny_params, tmp_path):
-    rec = write_bag(tmp_path / 'long', 'mcap', front_frames=60, rear_frames=0,
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_truncated_bag_is_processed_up_to_the_damage(tiny_params, tmp_path, storage):
+    suffix = {'mcap': '.mcap', 'sqlite3': '.db3'}[storage]
+    rec = write_bag(tmp_path / 'long', storage, front_frames=60, rear_frames=0,
                     size=(120, 160))
-    data = (rec.path / 'long.mcap').read_bytes()
-    cut = tmp_path / 'cut.mcap'
+    data = (rec.path / f'long{suffix}').read_bytes()
+    cut = tmp_path / f'cut{suffix}'
     cut.write_bytes(data[:int(len(data) * 0.7)])
     result = run_bag(tiny_params, cut, tmp_path / 'out.mcap', '--tasks', 'depth')
     assert result.returncode == 0, result.stderr
+    assert 'record by record up to the damage' in result.stderr
     assert 'reading stopped after' in result.stderr and 'Traceback' not in result.stderr
     got = read_mcap(tmp_path / 'out.mcap')
     frames = len(got['/front/depth/image'])

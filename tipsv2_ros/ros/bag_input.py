@@ -104,6 +104,76 @@ class _McapStreamSource:
         pass
 
 
+class _SqliteSalvageSource:
+    """A .db3 file that SQLite refuses to open, read row by row up to the damage.
+
+    A file cut short still says in its header how many pages it had; SQLite then calls it
+    malformed before reading anything. Reading the header with that field zeroed makes
+    SQLite size the database by the file instead (the SQLite file format allows it), and
+    every complete row before the cut stays readable.
+    """
+
+    def __init__(self, path: pathlib.Path, why: str):
+        import apsw
+        self.path, self.why = path, why
+        try:
+            _register_salvage_vfs()
+            self._db = apsw.Connection(f'file:{path}?immutable=1', vfs=_SALVAGE_VFS,
+                                       flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            rows = list(self._db.execute('SELECT id, name, type, type_description_hash '
+                                         'FROM topics'))
+            try:
+                defs = dict(self._db.execute('SELECT topic_type, encoded_message_definition '
+                                             'FROM message_definitions'))
+            except apsw.Error:  # older bags have no definitions table
+                defs = {}
+        except apsw.Error as error:
+            raise BagError(f'{why}; its topic table is not readable either ({error})') from None
+        self._names = {cid: name for cid, name, _, _ in rows}
+        self.topics = {name: Topic(name, msgtype, None, defs.get(msgtype, ''), digest or '', ())
+                       for _, name, msgtype, digest in rows}
+
+    def messages(self, names) -> Iterator[Tuple[str, int, bytes]]:
+        ids = [cid for cid, name in self._names.items() if name in names]
+        if not ids:
+            return
+        query = ('SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN '
+                 f'({",".join("?" * len(ids))}) ORDER BY id')
+        for cid, time, data in self._db.execute(query, ids):
+            yield self._names[cid], time, data
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_SALVAGE_VFS = 'tipsv2_bag_salvage'
+_salvage_vfs = []
+
+
+def _register_salvage_vfs() -> None:
+    """Register (once) an SQLite VFS that reads the header's page count as unknown (0)."""
+    if _salvage_vfs:
+        return
+    import apsw
+
+    class SalvageFile(apsw.VFSFile):
+        def xRead(self, amount, offset):  # noqa: N802 (SQLite's name)
+            data = super().xRead(amount, offset)
+            if offset <= 28 < offset + amount:  # bytes 28-31: the database size in pages
+                at = 28 - offset
+                data = data[:at] + bytes(4) + data[at + 4:]
+            return data
+
+    class SalvageVFS(apsw.VFS):
+        def __init__(self):
+            super().__init__(_SALVAGE_VFS, '')
+
+        def xOpen(self, name, flags):  # noqa: N802 (SQLite's name)
+            return SalvageFile('', name, flags)
+
+    _salvage_vfs.append(SalvageVFS())
+
+
 class InputBag:
     """The topics of an input bag and a message stream that stops cleanly at damage.
 
@@ -193,15 +263,15 @@ def _open_file(path: pathlib.Path):
     try:
         return _RosbagsSource(path)
     except BagError as error:
-        if path.suffix != '.mcap':
-            raise
-        # No valid footer: a recording cut short. Its complete records are still readable.
-        return _McapStreamSource(path, str(error))
+        # A recording cut short: its complete records are still readable.
+        if path.suffix == '.mcap':
+            return _McapStreamSource(path, str(error))
+        return _SqliteSalvageSource(path, str(error))
 
 
 def _damage_notes(sources) -> List[str]:
     return [f'{s.why}: reading {s.path.name} record by record up to the damage'
-            for s in sources if isinstance(s, _McapStreamSource)]
+            for s in sources if isinstance(s, (_McapStreamSource, _SqliteSalvageSource))]
 
 
 def _text(error: BaseException) -> str:
