@@ -90,6 +90,9 @@ class _Stop:
         signal.signal(signal.SIGTERM, self)
 
 
+_BAR = []  # the progress bar while one is shown: log lines go above it
+
+
 def _progress_factory(enabled: bool):
     def make(total):
         if not enabled:
@@ -97,12 +100,16 @@ def _progress_factory(enabled: bool):
         from tqdm import tqdm
         bar = tqdm(total=total, unit='frame', desc='tipsv2 bag', dynamic_ncols=True,
                    file=sys.stderr)
+        _BAR.append(bar)
         return lambda n: bar.update(n) if n else None
     return make
 
 
 def _log(text: str) -> None:
-    print(f'[bag] {text}', file=sys.stderr, flush=True)
+    if _BAR:
+        _BAR[-1].write(f'[bag] {text}', file=sys.stderr)
+    else:
+        print(f'[bag] {text}', file=sys.stderr, flush=True)
 
 
 def _report(summary, output) -> int:
@@ -156,4 +163,6 @@ def run(args) -> int:
         print(f'tipsv2 bag: error: unexpected {type(error).__name__}: {error}',
               file=sys.stderr)
         return 1
+    while _BAR:
+        _BAR.pop().close()
     return _report(summary, args.output)

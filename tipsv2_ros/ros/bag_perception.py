@@ -179,8 +179,9 @@ class BagJob:
             camera = cameras.get(topic)
             if camera is not None:
                 self.frames += 1
-                self._add_frame(camera, time_ns, data)
-                if len(self._batch) >= self.batch:
+                if not self._add_frame(camera, time_ns, data):
+                    progress(1)  # skipped: counted, and it moves the bar on
+                elif len(self._batch) >= self.batch:
                     progress(self._flush())
             if should_stop():
                 progress(self._flush())
@@ -188,22 +189,24 @@ class BagJob:
         progress(self._flush())
         return True
 
-    def _add_frame(self, camera: Camera, time_ns: int, data: bytes) -> None:
+    def _add_frame(self, camera: Camera, time_ns: int, data: bytes) -> bool:
+        """Decode a frame into the batch; return False when it is skipped."""
         try:
             msg = bag_types.deserialize(data, camera.msgtype)
             frame = decode_frame(msg, camera.msgtype)
         except ImageConversionError as error:
             self._skip(camera, str(error))
-            return
+            return False
         except Exception as error:  # a damaged message: count it, go on
             self._skip(camera, f'undecodable message ({type(error).__name__})')
-            return
+            return False
         stamp = msg.header.stamp
         if stamp.sec == 0 and stamp.nanosec == 0:
             self._warn(f'{camera.topic}: the stamp is zero; outputs keep it')
         if not msg.header.frame_id:
             self._warn(f'{camera.topic}: empty frame_id; outputs copy it, TF lookups fail')
         self._batch.append((camera, time_ns, msg, frame))
+        return True
 
     def _skip(self, camera: Camera, reason: str) -> None:
         """Count a frame that cannot be read; report each kind of problem once."""
