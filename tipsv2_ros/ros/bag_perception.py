@@ -9,6 +9,7 @@ output carries its frame's header and is written at the frame's receive time, so
 up with the recording. Frames are batched (the backend's largest batch, else 4); none is
 dropped. Nothing here prints: the command line shows ``log`` and ``progress``.
 """
+import os
 import re
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -65,6 +66,8 @@ def read_params(params_file: str, assignments: Sequence[str],
     from rclpy.signals import SignalHandlerOptions
 
     args = ['tipsv2_bag', '--ros-args']
+    if params_file and not os.path.isfile(params_file):
+        raise BagError(f'--params-file {params_file}: no such file')
     if params_file:
         args += ['--params-file', params_file]
     for assignment in assignments:
@@ -173,6 +176,8 @@ class BagJob:
         """Process every frame (and copy what was asked); return False when interrupted."""
         copied = set(self._copied_topics())
         cameras = {c.topic: c for c in self.cameras}
+        if should_stop():  # asked while the model was loading
+            return False
         for topic, time_ns, data in self.bag.messages(set(cameras) | copied):
             if topic in copied:
                 self.out.write(topic, time_ns, data)
