@@ -77,6 +77,10 @@ def test_mcap_output_has_every_topic_with_the_input_headers(recorded, mcap_run):
     out, result = mcap_run
     rec = recorded['mcap']
     got = read_mcap(out / 'processed.mcap')
+    outputs = [*IMAGE_OUTPUTS, *COLOURED, 'segmentation/label_info']
+    assert set(got) == {*(f'{p}/{n}' for p in ('/front', '/rear') for n in outputs),
+                        '/front/depth/camera_info', '/front/depth/points',
+                        FRONT, FRONT_INFO, REAR, OTHER}
     for prefix, topic, frames in (('/front', FRONT, 6), ('/rear', REAR, 3)):
         inputs = [m for m in rec.frames[topic] if getattr(m, 'encoding', '') != '32FC1']
         times = [t for m, t in zip(rec.frames[topic], rec.times[topic])
@@ -196,20 +200,32 @@ def test_outputs_equal_what_the_live_node_publishes(ros, recorded, mcap_run, tin
     assert list(first['depth/camera_info'].k) == list(live['depth/camera_info'].k)
 
 
-def test_missing_bag_unknown_topic_and_existing_output(recorded, tiny_params, tmp_path):
-    result = run_bag(tiny_params, tmp_path / 'nothing', tmp_path / 'o1')
-    assert result.returncode == 1 and 'no such bag' in result.stderr
-    assert 'Traceback' not in result.stderr
-    result = run_bag(tiny_params, recorded['mcap'].path, tmp_path / 'o2', '--image', '/nope')
-    assert result.returncode == 1 and 'no topic /nope' in result.stderr
-    assert FRONT in result.stderr and REAR in result.stderr  # the image topics that exist
+def test_missing_bag_unknown_topic_and_existing_output(recorded, tmp_path, capsys):
+    from tipsv2_ros.cli.main import main
+
+    def run(*args):
+        code = main(['bag', *map(str, args), '--params-file', '', '--no-progress'])
+        return code, capsys.readouterr().err
+
+    code, err = run(tmp_path / 'nothing', tmp_path / 'o1')
+    assert code == 1 and 'no such bag' in err
+    code, err = run(tmp_path, tmp_path / 'o1')
+    assert code == 1 and 'not a bag' in err
+    code, err = run(recorded['mcap'].path, tmp_path / 'o2', '--image', '/nope')
+    assert code == 1 and 'no topic /nope' in err
+    assert FRONT in err and REAR in err  # the image topics that exist
+    code, err = run(recorded['mcap'].path, tmp_path / 'o2', '--image', OTHER)
+    assert code == 1 and 'not an image' in err
     (tmp_path / 'o3').mkdir()
     (tmp_path / 'o3' / 'keep.txt').write_text('mine')
-    result = run_bag(tiny_params, recorded['mcap'].path, tmp_path / 'o3')
-    assert result.returncode == 1 and '--overwrite' in result.stderr
-    result = run_bag(tiny_params, recorded['mcap'].path, tmp_path / 'o3', '--overwrite')
-    assert result.returncode == 1 and (tmp_path / 'o3' / 'keep.txt').exists()
-    assert 'Traceback' not in result.stderr
+    code, err = run(recorded['mcap'].path, tmp_path / 'o3')
+    assert code == 1 and '--overwrite' in err
+    code, err = run(recorded['mcap'].path, tmp_path / 'o3', '--overwrite')
+    assert code == 1 and (tmp_path / 'o3' / 'keep.txt').exists()
+    code, err = run(recorded['mcap'].path, recorded['mcap'].path, '--overwrite')
+    assert code == 1 and 'replace the input' in err
+    assert (recorded['mcap'].path / 'metadata.yaml').exists()
+    assert not list(tmp_path.glob('o[12]*'))  # nothing written on a refusal
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

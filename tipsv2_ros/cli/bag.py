@@ -85,9 +85,9 @@ class _Stop:
         self._log('stopping after the frames in flight; the output bag will be closed '
                   '(Ctrl-C again to stop at once)')
 
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self)
-        signal.signal(signal.SIGTERM, self)
+    def install(self) -> dict:
+        """Handle SIGINT and SIGTERM; return the previous handlers."""
+        return {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 _BAR = []  # the progress bar while one is shown: log lines go above it
@@ -149,7 +149,7 @@ def run(args) -> int:
         points=args.points, copy_input=args.copy_input or args.copy_all,
         copy_all=args.copy_all, storage=args.storage, overwrite=args.overwrite,
         batch=max(0, args.batch))
-    stop.install()
+    previous = stop.install()
     try:
         summary = run_bag(args.input, args.output, options, _log,
                           _progress_factory(not args.no_progress), lambda: stop.requested)
@@ -163,6 +163,9 @@ def run(args) -> int:
         print(f'tipsv2 bag: error: unexpected {type(error).__name__}: {error}',
               file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     while _BAR:
         _BAR.pop().close()
     return _report(summary, args.output)
