@@ -271,3 +271,44 @@ def test_ctrl_c_leaves_a_readable_partial_bag(tiny_params, tmp_path):
     assert 3 <= frames < 400
     assert f'first {frames} frames' in text and 'Traceback' not in text
     assert os.path.exists(out / 'metadata.yaml')
+
+
+def test_a_folder_without_metadata_is_read_from_its_storage_file(recorded, tmp_path):
+    import shutil
+
+    from tipsv2_ros.ros.bag_input import open_bag
+    folder = tmp_path / 'unclosed'
+    shutil.copytree(recorded['sqlite3'].path, folder)
+    (folder / 'metadata.yaml').unlink()  # a recorder killed before it closed the bag
+    bag = open_bag(folder)
+    try:
+        assert 'no metadata.yaml' in bag.notes[0]
+        assert bag.topics[FRONT].msgtype == 'sensor_msgs/msg/Image'
+        got = [time for _, time, _ in bag.messages({FRONT})]
+        assert got == recorded['sqlite3'].times[FRONT] and bag.stopped is None
+    finally:
+        bag.close()
+
+
+def test_compressed_frames_png_16_bit_and_depth_formats():
+    import io
+
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage
+
+    from tipsv2_ros.ros import bag_types
+    from tipsv2_ros.ros.bag_cameras import decode_frame
+    from tipsv2_ros.ros.image_decode import ImageConversionError
+    grey = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    buffer = io.BytesIO()
+    PILImage.fromarray(grey).save(buffer, format='PNG')
+    msg = CompressedImage(format='mono16; png compressed', data=buffer.getvalue())
+    rgb = decode_frame(msg, bag_types.COMPRESSED_IMAGE)
+    assert rgb.shape == (3, 4, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], grey >> 8)  # the high byte, as for mono16
+    depth = CompressedImage(format='16UC1; compressedDepth png', data=buffer.getvalue())
+    with pytest.raises(ImageConversionError, match='depth data'):
+        decode_frame(depth, bag_types.COMPRESSED_IMAGE)
+    with pytest.raises(ImageConversionError, match='cannot be decoded'):
+        decode_frame(CompressedImage(format='jpeg', data=b'not a jpeg'),
+                     bag_types.COMPRESSED_IMAGE)
