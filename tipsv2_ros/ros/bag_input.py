@@ -199,6 +199,8 @@ class InputBag:
         """Yield (topic, receive time in ns, CDR bytes) of ``names``, in recorded order."""
         self.stopped = None
         names = set(names)
+        if not names:
+            return
         count, first, last = 0, None, None
         for source in self._sources:
             try:
