@@ -1,25 +1,23 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """``tipsv2 bag``: the node's frame path over a recorded bag, every frame, into a new bag.
 
-Parameters are read as the node reads them (``--params-file``, ``-p``: a short-lived reader
-node named like the node declares and checks them, `params`); the runtime comes from the
+Parameters are read as the node reads them (`bag_params`); the runtime comes from the
 same `factory.build`; frames are decoded by `image_decode`, run through the same
 `Pipeline.run` and turned into messages by the node's own `camera_io.frame_messages`. Each
 output carries its frame's header and is written at the frame's receive time, so it lines
 up with the recording. Frames are batched (the backend's largest batch, else 4); none is
 dropped. Nothing here prints: the command line shows ``log`` and ``progress``.
 """
-import os
 import re
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
-from tipsv2_ros.ros import bag_types, camera_io, params as node_params
+from tipsv2_ros.ros import bag_types, camera_io
 from tipsv2_ros.ros.bag_cameras import Camera, decode_frame, select_cameras
 from tipsv2_ros.ros.bag_input import BagError, open_bag
 from tipsv2_ros.ros.bag_output import check_output, LATCHED_QOS, OutputBag, remove_output
+from tipsv2_ros.ros.bag_params import read_params
 from tipsv2_ros.ros.image_decode import ImageConversionError
-from tipsv2_ros.ros.node import NODE_NAME
 
 BASE_OUTPUTS = ('depth/image', 'normals/image', 'segmentation/labels',
                 'segmentation/confidence')
@@ -51,48 +49,6 @@ class Summary(NamedTuple):
     stopped: Optional[str]       # where a damaged input ended, else None
     interrupted: bool
     seconds: float
-
-
-def read_params(params_file: str, assignments: Sequence[str],
-                overrides: Dict[str, Any]) -> Dict[str, Any]:
-    """Return the node's parameter values from a YAML file, ``-p`` and flag overrides.
-
-    Raises:
-        BagError: a parameter is unknown to rclpy's parser, has the wrong type or value.
-    """
-    import rclpy
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
-    from rclpy.signals import SignalHandlerOptions
-
-    args = ['tipsv2_bag', '--ros-args']
-    if params_file and not os.path.isfile(params_file):
-        raise BagError(f'--params-file {params_file}: no such file')
-    if params_file:
-        args += ['--params-file', params_file]
-    for assignment in assignments:
-        args += ['-p', assignment]
-    context = rclpy.Context()
-    try:
-        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-        reader = Node(NODE_NAME, context=context, enable_rosout=False,
-                      start_parameter_services=False, parameter_overrides=[
-                          Parameter('start_type_description_service', value=False)])
-        try:
-            node_params.declare(reader)
-            values = node_params.NodeParams.from_node(reader).values
-        finally:
-            reader.destroy_node()
-    except Exception as error:  # rclpy's argument, YAML and type errors have many classes
-        raise BagError(f'parameters: {str(error).strip() or type(error).__name__}') from None
-    finally:
-        rclpy.try_shutdown(context=context)
-    values = {**values, **overrides}
-    for name, value in overrides.items():
-        problem = node_params.check(name, value)
-        if problem:
-            raise BagError(f'parameter {problem}')
-    return values
 
 
 class BagJob:
