@@ -106,7 +106,10 @@ def test_mcap_output_has_every_topic_with_the_input_headers(recorded, mcap_run):
     # camera_info exists for the front camera only: depth/camera_info and points there.
     assert len(got['/front/depth/camera_info']) == 6 and '/rear/depth/camera_info' not in got
     cloud = got['/front/depth/points'][0][1]
-    assert (cloud.height, cloud.width) == (64, 64) and cloud.point_step == 12
+    assert (cloud.height, cloud.width) == (64, 64)
+    # The node's cloud: with segmentation running it carries rgb, label and confidence too.
+    assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label', 'confidence']
+    assert cloud.point_step == 32 and len(cloud.data) == 64 * 64 * 32
     scaled = got['/front/depth/camera_info'][0][1]
     assert (scaled.width, scaled.height) == (64, 64)
     np.testing.assert_allclose(scaled.k[0], 300.0 * 64 / 80)

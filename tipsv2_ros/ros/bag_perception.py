@@ -205,7 +205,8 @@ class BagJob:
                 camera.labels_written = True
             for name, out in camera_io.frame_messages(
                     result, msg, frame, params['depth.view_max'], self._wanted,
-                    camera.camera_info(msg, time_ns), self._warn, camera.prefix):
+                    camera.camera_info(msg, time_ns), self._warn, camera.prefix,
+                    'segmentation' in self.runtime.backend.tasks):  # as the node
                 self.out.write_message(camera.output(name), time_ns, out,
                                        bag_types.output_type(name))
         self.processed += len(batch)

@@ -63,16 +63,40 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
     return out
 
 
+def cloud_message(result: FrameResult, frame: np.ndarray, header, scaled_info: CameraInfo,
+                  semantic: bool) -> PointCloud2:
+    """Return depth/points for one frame: organised, pixel for pixel with the label image.
+
+    Back-projected through P as depth_image_proc and image_geometry do (K when P is unset,
+    `processing.projection_matrix`), from ``scaled_info`` (the published depth/camera_info).
+    ``semantic`` adds rgb (the frame at the output size), label and confidence; the layout
+    does not depend on what ran: a frame without segmentation gets label 255, confidence 0.
+    """
+    points = processing.depth_to_points(
+        result.depth, processing.projection_matrix(scaled_info.k, scaled_info.p))
+    if not semantic:
+        return conversions.points_to_cloud(points, header)
+    rgb = processing.resize_rgb(frame, result.size)
+    if result.labels is None:
+        labels = np.full(result.size, 255, np.uint8)
+        confidence = np.zeros(result.size, np.float32)
+    else:
+        labels = result.labels
+        confidence = result.confidence.astype(np.float32) * np.float32(1 / 255)
+    return conversions.points_to_cloud(points, header, rgb, labels, confidence)
+
+
 def frame_messages(result: FrameResult, msg: Image, frame: np.ndarray, view_max: float,
                    wanted: Callable[[str], bool], camera_info: Optional[CameraInfo], warn,
-                   prefix: str = '') -> Iterator[Tuple[str, object]]:
+                   prefix: str = '', semantic: bool = False) -> Iterator[Tuple[str, object]]:
     """Yield (topic, message) of every output of one frame, in publishing order.
 
     The header of ``msg`` is copied on every output. depth/camera_info (and depth/points when
-    ``wanted``) come with the depth when ``camera_info`` describes the frame; a bad one costs
-    this frame those two, never the depth image itself, and never a wrong K (see
-    `conversions.camera_info_problem`); ``warn`` gets the reason. Shared by the node and
-    ``tipsv2 bag``, so a recorded output is the message the node publishes.
+    ``wanted``: `cloud_message`, ``semantic`` as there) come with the depth when
+    ``camera_info`` describes the frame; a bad one costs this frame those two, never the
+    depth image itself, and never a wrong K (see `conversions.camera_info_problem`); ``warn``
+    gets the reason. Shared by the node and ``tipsv2 bag``, so a recorded output is the
+    message the node publishes.
     """
     header = msg.header
     for name, array, encoding in output_arrays(result, frame, view_max, wanted):
@@ -87,9 +111,7 @@ def frame_messages(result: FrameResult, msg: Image, frame: np.ndarray, view_max:
     scaled = conversions.scaled_camera_info(camera_info, result.size, header)
     yield 'depth/camera_info', scaled
     if wanted('depth/points'):
-        k = np.asarray(scaled.k, dtype=np.float64).reshape(3, 3)
-        points = processing.depth_to_points(result.depth, k)
-        yield 'depth/points', conversions.points_to_cloud(points, header)
+        yield 'depth/points', cloud_message(result, frame, header, scaled, semantic)
 
 
 def label_info_message(label_set: LabelSet, threshold: float, stamp) -> LabelInfo:
@@ -108,8 +130,10 @@ class CameraIO:
     """Subscriptions, publishers and the latest unprocessed frame of one camera."""
 
     def __init__(self, node: Node, prefix: str, input_qos: QoSProfile, on_frame,
-                 publish_points: bool):
+                 publish_points: bool, semantic_points: bool = False):
         self.prefix = prefix
+        # depth/points carries rgb, label and confidence too (a fixed layout, whatever runs).
+        self.semantic_points = publish_points and semantic_points
         self._node = node
         self._lock = threading.Lock()
         self._pending: Optional[Image] = None
@@ -162,9 +186,12 @@ class CameraIO:
 
     def wanted_tasks(self, enabled: FrozenSet[str]) -> FrozenSet[str]:
         """Return the enabled tasks whose outputs someone subscribes to right now."""
-        return frozenset(task for task in enabled if any(
+        wanted = frozenset(task for task in enabled if any(
             name in self.pubs and self.pubs[name].get_subscription_count() > 0
             for name in TASK_TOPICS[task]))
+        if self.semantic_points and 'segmentation' in enabled and self._wanted('depth/points'):
+            wanted |= {'segmentation'}  # the semantic cloud's labels
+        return wanted
 
     def publishers_of_input(self) -> int:
         return self._node.count_publishers(self.image_topic)
@@ -177,7 +204,8 @@ class CameraIO:
                 view_max: float, warn) -> None:
         """Publish ``result`` for the frame ``msg`` (header copied on every output)."""
         for name, out in frame_messages(result, msg, frame, view_max, self._wanted,
-                                        self.camera_info, warn, self.prefix):
+                                        self.camera_info, warn, self.prefix,
+                                        self.semantic_points):
             (self.info_pub if name == 'depth/camera_info' else self.pubs[name]).publish(out)
 
     def publish_labels(self, label_set: LabelSet, threshold: float, stamp) -> None:
