@@ -47,11 +47,11 @@ class ReconfigureMixin:
         So ``ros2 param get`` and ``ros2 param dump`` tell the truth. The parameter callback
         sees the label set it already has and builds nothing.
         """
-        result = self.set_parameters([Parameter('labels', value=list(label_set.names)),
-                                      Parameter('templates', value=list(label_set.templates))])
-        for item in result:
-            if not item.successful:
-                self._warn('set_labels', f'labels parameter not updated: {item.reason}')
+        result = self.set_parameters_atomically([
+            Parameter('labels', value=list(label_set.names)),
+            Parameter('templates', value=list(label_set.templates))])
+        if not result.successful:
+            self._warn('set_labels', f'labels parameter not updated: {result.reason}')
 
     def _build_labels(self, labels, templates):
         return self._text.submit(self.runtime.labels.build, labels, templates).result()
@@ -86,9 +86,11 @@ class ReconfigureMixin:
             changes[param.name] = param.value
         label_set = None
         current = self._pending_labels or self._labels
-        wanted = (tuple(changes.get('labels', ())), tuple(changes.get('templates', ())))
-        if current is not None and wanted == (current.names, current.templates):
-            pass  # set_labels keeping the parameters in step: nothing to build
+        asked = {name: tuple(changes[name]) for name in ('labels', 'templates') if name in changes}
+        if current is not None and asked and asked == {
+                name: {'labels': current.names, 'templates': current.templates}[name]
+                for name in asked}:
+            pass  # the labels in use (set_labels keeping the parameters in step): no rebuild
         elif ('labels' in changes or 'templates' in changes) and current is None:
             try:  # unconfigured: checked now, embedded when the node is configured
                 validate_labels(changes.get('labels', self.params['labels']))
