@@ -117,9 +117,11 @@ def _reference_depth(tiny_params, frames):
 
 @pytest.mark.ros
 def test_compressed_streams_are_processed_like_raw_frames(ros, tiny_params):
-    with NodeProcess({**tiny_params, 'image_transport': 'compressed'}, 'tcompressed') as node:
+    # The transport's suffix goes on the remapped image topic, as image_transport does it.
+    with NodeProcess({**tiny_params, 'image_transport': 'compressed'}, 'tcompressed',
+                     extra=['--ros-args', '-r', 'image:=/tcamera/rgb']) as node:
         client = Client('tcompressed', name='compressed_client')
-        pub = client.create_publisher(CompressedImage, '/tcompressed/image/compressed', 1)
+        pub = client.create_publisher(CompressedImage, '/tcamera/rgb/compressed', 1)
         try:
             assert client.spin_until(lambda: pub.get_subscription_count() > 0, 60), \
                 node.stop() or node.output

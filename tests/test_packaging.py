@@ -25,10 +25,14 @@ def test_package_xml_is_valid_for_rosdep_and_colcon():
 
 def test_launch_file_declares_its_arguments():
     tree = ast.parse((ROOT / 'launch' / 'perception.launch.py').read_text())
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, 'id', '') ==
-                'DeclareLaunchArgument'}
-    assert declared == {'image', 'camera_info', 'namespace', 'params_file', 'backend'}
+    table = next(node for node in tree.body if isinstance(node, ast.Assign)
+                 and node.targets[0].id == 'ARGUMENTS')
+    declared = {key.value for key in table.value.keys}
+    assert declared == {'image', 'camera_info', 'namespace', 'params_file', 'backend',
+                        'image_transport', 'autostart', 'use_sim_time', 'log_level', 'rviz',
+                        'fixed_frame'}
+    assert any(isinstance(node, ast.Call) and getattr(node.func, 'id', '') ==
+               'DeclareLaunchArgument' for node in ast.walk(tree))
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert 'generate_launch_description' in functions
 

@@ -112,8 +112,9 @@ class CameraIO:
 
     def subscribe(self, input_qos: QoSProfile, transport: str) -> None:
         """Subscribe to the frames (``image`` or ``image/compressed``) and camera_info."""
-        topic, msg_type = compressed.input_topic(self._topic('image'), transport)
-        self.input_topic = self._node.resolve_topic_name(topic)
+        # Like image_transport: the transport's suffix goes on the resolved (remapped) name.
+        topic, msg_type = compressed.input_topic(self.image_topic, transport)
+        self.input_topic = topic
 
         def on_image(msg):
             with self._lock:
