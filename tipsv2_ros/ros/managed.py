@@ -65,7 +65,7 @@ class ManagedMixin:
         self._worker.start()
         self.state = 'active'
         topics = ', '.join(c.input_topic for c in self.cameras)
-        self.get_logger().info(f'active: {self.runtime.backend.describe()}; listening on '
+        self.get_logger().info(f'ready: {self.runtime.backend.describe()}; listening on '
                                f'{topics}; labels {list(self._labels.names)}')
         return SUCCESS
 
