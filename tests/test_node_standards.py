@@ -19,9 +19,15 @@ NS = 'tstandards'
 
 
 @pytest.fixture(scope='module')
-def standards(ros, tiny_params):
+def standards(ros, tiny_params, tmp_path_factory):
+    # A parameter file's nested form of the overrides, as README shows it.
+    params_file = tmp_path_factory.mktemp('params') / 'qos.yaml'
+    params_file.write_text('\n'.join([
+        '/**/tipsv2_perception:', '  ros__parameters:', '    qos_overrides:',
+        f'      /{NS}/segmentation/labels:',
+        '        publisher: {reliability: best_effort, depth: 1}', '']))
     # Everything after --ros-args goes to rclpy as written (`tipsv2 node --ros-args ...`).
-    extra = ['--ros-args', '-p', 'qos.reliability:=reliable',
+    extra = ['--ros-args', '--params-file', str(params_file), '-p', 'qos.reliability:=reliable',
              '-p', f'qos_overrides./{NS}/image.subscription.reliability:=best_effort',
              '-p', f'qos_overrides./{NS}/depth/image.publisher.reliability:=best_effort',
              '-p', f'qos_overrides./{NS}/normals/image.publisher.depth:=7']
@@ -53,7 +59,7 @@ def test_qos_overrides_take_effect_on_inputs_and_outputs(standards):
     assert outputs['depth/image'] == [ReliabilityPolicy.BEST_EFFORT]
     # Each entity has its own profile: one topic's override does not leak into another.
     assert outputs['normals/image'] == [ReliabilityPolicy.RELIABLE]
-    assert outputs['segmentation/labels'] == [ReliabilityPolicy.RELIABLE]
+    assert outputs['segmentation/labels'] == [ReliabilityPolicy.BEST_EFFORT]  # from the file
     inputs = {t: _reliability(client.get_subscriptions_info_by_topic(f'/{NS}/{t}'))
               for t in ('image', 'camera_info')}
     # qos.reliability (the old alias) sets the default; the standard override wins.

@@ -143,7 +143,8 @@ class CameraIO:
     @property
     def input_qos(self) -> Optional[QoSProfile]:
         """The QoS the frame subscription got (overrides applied); None when not subscribed."""
-        return self._subs[0].qos_profile if self._subs else None
+        subs = self._subs  # one read: a transition may replace the list meanwhile
+        return subs[0].qos_profile if subs else None
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg

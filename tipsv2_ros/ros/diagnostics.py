@@ -45,7 +45,11 @@ class Diagnostics:
     def publish(self) -> None:
         msg = DiagnosticArray()
         msg.header.stamp = self._node.get_clock().now().to_msg()
-        msg.status = [self.status()]
+        try:
+            msg.status = [self.status()]
+        except Exception as error:  # e.g. a graph query on a context shutting down
+            self._node.get_logger().debug(f'diagnostics skipped a beat: {error!r}')
+            return
         self._pub.publish(msg)
 
     def _counters(self) -> dict:
@@ -67,6 +71,7 @@ class Diagnostics:
 
     def status(self) -> DiagnosticStatus:
         node = self._node
+        runtime, label_set = node.runtime, node.labels  # one read each: transitions run
         counters, delta, seconds = self._window()
         reasons: List[Tuple[bytes, str]] = []
         state = node.state
@@ -90,8 +95,8 @@ class Diagnostics:
                   'last_latency_ms': node.stats.get('last_latency_ms'),
                   'input_topics': ', '.join(c.input_topic for c in node.cameras),
                   'image_transport': node.params['image_transport'],
-                  'backend': node.runtime.backend.describe() if node.runtime else 'none',
-                  'labels': len(node.labels.names) if node.labels else 0,
+                  'backend': runtime.backend.describe() if runtime else 'none',
+                  'labels': len(label_set.names) if label_set else 0,
                   'label_generation': node.stats.get('label_generation'),
                   'last_error': node.last_error or ''}
         return DiagnosticStatus(
@@ -100,8 +105,8 @@ class Diagnostics:
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
     def _active_reasons(self, delta: dict) -> List[Tuple[bytes, str]]:
-        node, reasons = self._node, []
-        backend = node.runtime.backend if node.runtime else None
+        node, reasons, runtime = self._node, [], self._node.runtime
+        backend = runtime.backend if runtime else None
         if backend is not None and getattr(backend, 'connected', True) is False:
             reasons.append((ERROR, f'Triton unreachable at {node.params["triton.url"]}'))
         if delta['errors']:
