@@ -210,3 +210,21 @@ def test_configure_failure_leaves_the_node_unconfigured_with_the_reason(
         finally:
             client.destroy_node()
         assert node.stop() == 0, node.output
+
+
+def test_diagnostics_error_while_triton_is_unreachable(ros, tiny_params):
+    import socket
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    params = {**tiny_params, 'backend': 'triton', 'triton.url': f'127.0.0.1:{port}',
+              'triton.timeout': 1.0}
+    with LoggedNode(params, 'ttriton_down') as node:
+        client = ManagerClient('ttriton_down', 'triton_down_client')
+        try:
+            status = client.wait_status(lambda s: s.level == DiagnosticStatus.ERROR, 60)
+            assert f'Triton unreachable at 127.0.0.1:{port}' in status.message, status.message
+            assert 'not connected' in _values(status)['backend']
+            assert client.state() == 'active' and node.alive()
+        finally:
+            client.destroy_node()
