@@ -133,7 +133,7 @@ class CameraIO:
         ]
 
     def unsubscribe(self) -> None:
-        """Stop receiving frames; one already received stays until taken or dropped."""
+        """Stop receiving frames; a frame received but not yet processed is let go."""
         for entity in self._subs:
             self._node.destroy_subscription(entity)
         self._subs = []
