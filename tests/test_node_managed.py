@@ -228,3 +228,21 @@ def test_diagnostics_error_while_triton_is_unreachable(ros, tiny_params):
             assert client.state() == 'active' and node.alive()
         finally:
             client.destroy_node()
+
+
+def test_the_backends_fallback_lines_are_recognised():
+    """/diagnostics reports a fallback from the backends' own log lines: keep them in step."""
+    import pathlib
+
+    from tipsv2_ros.ros import diagnostics
+    runtime = pathlib.Path(diagnostics.__file__).parents[1] / 'runtime'
+    sources = {name: (runtime / name).read_text()
+               for name in ('backends.py', 'tensorrt_backend.py')}
+    assert 'is not usable ({error}); trying the next one' in sources['backends.py']
+    assert '; falling back to {LEVELS[following]}' in sources['tensorrt_backend.py']
+    assert diagnostics.is_fallback('backend auto: tensorrt is not usable (no GPU); trying the '
+                                   'next one')
+    assert diagnostics.is_fallback('WARNING: the TensorRT fp16 engines fail the parity gate '
+                                   '(depth 3%); falling back to fp16-safe. Their output is '
+                                   'not used.')
+    assert not diagnostics.is_fallback('backend auto -> torch on cpu at 448x448 (fp32)')
