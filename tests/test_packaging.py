@@ -79,7 +79,8 @@ def test_colcon_style_install_has_everything(tmp_path):
         assert path.exists(), path
     assert os.access(prefix / 'lib' / 'tipsv2_ros' / 'perception_node', os.X_OK)
     # Our __init__ (not rosidl's empty one) must win, and the generated types must import.
-    probe = ('import tipsv2_ros, tipsv2_ros.ros.node; from tipsv2_ros.srv import SetLabels; '
+    probe = ('import tipsv2_ros, tipsv2_ros.ros.node, tipsv2_ros.ros.launch_args; '
+             'from tipsv2_ros.srv import SetLabels; '
              'print(tipsv2_ros.__file__)')
     env = {**os.environ, 'PYTHONPATH': str(site),
            'LD_LIBRARY_PATH': f'{prefix / "lib"}:{os.environ.get("LD_LIBRARY_PATH", "")}'}
