@@ -177,6 +177,33 @@ def test_diagnostics_warn_when_frames_stop_and_name_the_cause(managed):
     _status_while_streaming(client, lambda s: s.level == DiagnosticStatus.OK)
 
 
+def test_transitions_while_frames_stream_lose_nothing_but_frames(managed):
+    """Deactivate and activate while a camera streams at ~30 Hz: no error, no stale state."""
+    node, client = managed
+    if client.state() == 'unconfigured':
+        assert client.transition(Transition.TRANSITION_CONFIGURE)
+    if client.state() == 'inactive':
+        assert client.transition(Transition.TRANSITION_ACTIVATE)
+    client.listen('depth/image')
+    client.spin_until(lambda: client.status is not None, 5)
+    errors = client.status['errors']
+    for round_ in range(3):
+        futures = []
+        for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVATE):
+            futures.append(client.change.call_async(
+                ChangeState.Request(transition=Transition(id=transition))))
+            end = time.monotonic() + 20
+            while not futures[-1].done() and time.monotonic() < end:
+                client.send(frame(seed=round_))
+                client.spin_until(lambda: False, 0.03)
+            assert futures[-1].done() and futures[-1].result().success
+    assert client.state() == 'active'
+    client.exchange(frame(seed=9), ['depth/image'])
+    client.spin_until(lambda: False, 1.5)
+    assert client.status['errors'] == errors, node.output[-3000:]
+    assert node.alive() and 'Traceback' not in node.output
+
+
 def test_shutdown_transition_finalizes_and_the_process_exits_cleanly(managed):
     node, client = managed
     assert client.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN

@@ -100,7 +100,7 @@ class ManagedMixin:
             except BaseException:
                 runtime.close()
                 raise
-        self.runtime, self._labels = runtime, label_set
+        self.runtime, self._labels, self._pending_labels = runtime, label_set, None
         self.stats['label_generation'] = label_set.generation
         # Text is encoded on this one long-lived thread, whichever executor thread serves
         # the request: each thread that runs torch ops keeps an OpenMP worker for good, so
