@@ -201,6 +201,7 @@ def test_transitions_while_frames_stream_lose_nothing_but_frames(managed):
     client.exchange(frame(seed=9), ['depth/image'])
     client.spin_until(lambda: False, 1.5)
     assert client.status['errors'] == errors, node.output[-3000:]
+    assert client.status['state'] == 'active'  # ~/status carries the lifecycle state too
     assert node.alive() and 'Traceback' not in node.output
 
 

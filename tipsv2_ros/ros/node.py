@@ -179,7 +179,7 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
     def _on_status(self) -> None:
         self.stats['frames_received'] = sum(c.received for c in self.cameras)
         self.stats['frames_dropped'] = sum(c.dropped for c in self.cameras)
-        self._status_pub.publish(String(data=json.dumps(self.stats)))
+        self._status_pub.publish(String(data=json.dumps({**self.stats, 'state': self.state})))
 
     def _check_input(self) -> None:
         idle = time.monotonic() - self.last_frame_time
