@@ -70,3 +70,22 @@ def test_node_takes_ros_arguments_as_its_help_says():
     result = subprocess.run([sys.executable, '-m', 'tipsv2_ros.cli.main', 'download',
                              '--ros-args', '-p', 'x:=1'], capture_output=True, text=True)
     assert result.returncode == 2 and '--ros-args belongs to `tipsv2 node`' in result.stderr
+
+
+def test_infer_query_writes_the_heatmap_views(tmp_path, capsys):
+    argv = ['infer', str(GOLDEN / 'image_1.png'), '--input-size', '98x126',
+            '--vision-weights', str(GOLDEN / 'vision.npz'),
+            '--text-weights', str(GOLDEN / 'text.npz'),
+            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
+            '--labels', 'cat,dog,floor', '--out', str(tmp_path),
+            '--query', 'fire extinguisher', '--query', 'dog']
+    assert main(argv) == 0
+    from PIL import Image
+    views = [np.asarray(Image.open(tmp_path / f'image_1_query_{slug}.png'))
+             for slug in ('fire-extinguisher', 'dog')]
+    for view in views:
+        assert view.shape == (98, 126, 3)  # the image size (--output-resolution input)
+    assert np.abs(views[0].astype(int) - views[1]).max() > 0
+    assert 'image_1_query_dog.png' in capsys.readouterr().out
+    assert main(argv[:-4] + ['--query', ' ']) == 1
+    assert 'phrases must not be empty or blank' in capsys.readouterr().err

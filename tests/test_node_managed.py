@@ -274,3 +274,47 @@ def test_the_backends_fallback_lines_are_recognised():
                                    '(depth 3%); falling back to fp16-safe. Their output is '
                                    'not used.')
     assert not diagnostics.is_fallback('backend auto -> torch on cpu at 448x448 (fp32)')
+
+
+def test_an_entity_destroyed_under_the_executor_is_not_an_error(ros):
+    """The spin loop goes on and counts nothing when rclpy raises InvalidHandle.
+
+    rclpy raises it out of spin when a transition destroys a subscription while the other
+    executor thread adds the subscription's event handler to a wait set.
+    """
+    import threading
+
+    from rclpy.exceptions import InvalidHandle
+    from rclpy.executors import SingleThreadedExecutor
+
+    from tipsv2_ros.ros import lifecycle
+
+    class Reporter:
+        errors = []
+
+        def report(self, key, what, error):
+            self.errors.append(error)
+
+    node = rclpy.create_node('invalid_handle_net')
+    calls = []
+
+    def tick():
+        calls.append(1)
+        if len(calls) == 2:
+            raise InvalidHandle('cannot use Destroyable because destruction was requested')
+
+    node.create_timer(0.02, tick)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    reporter = Reporter()
+    thread = threading.Thread(target=lifecycle.spin, args=(executor, reporter))
+    thread.start()
+    try:
+        end = time.monotonic() + 10
+        while len(calls) < 6 and time.monotonic() < end:
+            time.sleep(0.02)
+    finally:
+        executor.shutdown()
+        thread.join(10)
+        node.destroy_node()
+    assert len(calls) >= 6 and reporter.errors == []

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
@@ -79,6 +80,11 @@ def spin(executor, node: PerceptionNode) -> None:
             return
         except (KeyboardInterrupt, ExternalShutdownException):
             raise
+        except InvalidHandle:
+            # A lifecycle transition destroyed a subscription while the other executor thread
+            # was adding its QoS event handler to a wait set (rclpy does not guard that
+            # case). Nothing was lost: the next wait set no longer has it.
+            continue
         except Exception as error:
             if not rclpy.ok():
                 return

@@ -5,11 +5,11 @@ A mixin of `node.PerceptionNode`, apart from the frame path because it is its ow
 the standard ``~/change_state`` / ``~/get_state`` services of lifecycle_msgs:
 
 - configure: load the model (weights, backend, label embeddings) and create the outputs and
-  the set_labels service. A failure logs the reason, keeps it for /diagnostics and leaves
-  the node unconfigured, with nothing loaded.
+  the set_labels and query services. A failure logs the reason, keeps it for /diagnostics
+  and leaves the node unconfigured, with nothing loaded.
 - activate: subscribe to the frames and start the inference thread.
 - deactivate: unsubscribe and stop the thread (the frame in flight finishes); the model
-  stays loaded, outputs and set_labels stay.
+  stays loaded, outputs and the services stay.
 - cleanup, shutdown (and the error transition): release everything configure made.
 
 It uses the node's ``params``, ``runtime``, ``_labels``, ``cameras``, ``stats`` and the
@@ -25,6 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from tipsv2_ros.ros import diagnostics
 from tipsv2_ros.ros.camera_io import CameraIO
+from tipsv2_ros.ros.query import QueryService
 from tipsv2_ros.runtime import factory
 from tipsv2_ros.srv import SetLabels
 
@@ -106,8 +107,9 @@ class ManagedMixin:
         # the request: each thread that runs torch ops keeps an OpenMP worker for good, so
         # encoding on varying threads would grow the thread count over hours.
         self._text = ThreadPoolExecutor(1, thread_name_prefix='tipsv2_text')
+        semantic = 'segmentation' in runtime.backend.tasks
         self.cameras = [CameraIO(self, prefix.strip('/'), self._notify,
-                                 self.params['publish_points'])
+                                 self.params['publish_points'], semantic)
                         for prefix in self.params['cameras']]
         for camera in self.cameras:
             camera.publish_labels(label_set, self.params['segmentation.threshold'],
@@ -115,6 +117,7 @@ class ManagedMixin:
         self._set_labels_service = self.create_service(
             SetLabels, 'set_labels', self._on_set_labels,
             callback_group=MutuallyExclusiveCallbackGroup())
+        self.query = QueryService(self, self.cameras, self._text, self._warn)
 
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
         self.release()
@@ -145,6 +148,9 @@ class ManagedMixin:
         if self._set_labels_service is not None:
             self.destroy_service(self._set_labels_service)
             self._set_labels_service = None
+        if self.query is not None:
+            self.query.destroy()
+            self.query = None
         if self._text is not None:
             self._text.shutdown(wait=True)
             self._text = None

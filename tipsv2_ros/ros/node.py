@@ -9,7 +9,8 @@ are embedded on one text thread (the service or parameter callback waits for it)
 frame path, and the worker adopts the new LabelSet between two frames: no frame mixes label
 sets, and label info is published by the same thread as the masks, before them. Start-up,
 spinning and shutdown: `lifecycle`; the set_labels service and parameter changes:
-`reconfigure`; /diagnostics: `diagnostics`; compressed input: `compressed`.
+`reconfigure`; the query service, which scores text on the features the worker keeps per
+camera: `query`; /diagnostics: `diagnostics`; compressed input: `compressed`.
 """
 import json
 import re
@@ -49,7 +50,7 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         self._preloaded = (runtime, labels)
         self.runtime = self._labels = self._pending_labels = None
         self.cameras = []
-        self._text = self._worker = self._set_labels_service = None
+        self._text = self._worker = self._set_labels_service = self.query = None
         self._wake = threading.Condition()
         self._stop = True
         self.state = 'unconfigured'
@@ -121,8 +122,9 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
         frames, work = [], []
+        queried = self.query.wants_features() and 'segmentation' in enabled
         for camera, msg in batch:
-            wanted = camera.wanted_tasks(enabled)
+            wanted = camera.wanted_tasks(enabled) | ({'segmentation'} if queried else set())
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
                 continue
@@ -152,6 +154,7 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         for (camera, msg, wanted), frame, result in zip(work, frames, results):
             camera.publish(result, msg, frame, self.params['depth.view_max'],
                            lambda text, c=camera: self._warn(f'info:{c.prefix}', text))
+            self.query.keep(camera.prefix, msg.header, result, frame)
         now = self.get_clock().now().nanoseconds
         stamp = work[-1][1].header.stamp
         self.stats['last_latency_ms'] = round((now - stamp.sec * 1e9 - stamp.nanosec) / 1e6, 1)
