@@ -18,7 +18,7 @@ ROSDISTRO_COMMIT = '8468e88ccd523427f9131e39d2af0938f1c298b2'
 SYSTEM_KEYS = {
     'python3-numpy': 'python3-numpy', 'python3-pil': 'python3-pil',
     'python3-tqdm': 'python3-tqdm', 'python3-venv': 'python3-venv',
-    'python3-pytest': 'python3-pytest',
+    'python3-pytest': 'python3-pytest', 'python3-cryptography': 'python3-cryptography',
 }
 # Keys that do not exist (or resolve badly) and must not come back.
 BAD_KEYS = {
@@ -47,6 +47,7 @@ ROS_PACKAGES = {
 }
 # Third-party imports the package's code makes, by where a ROS install gets them.
 FROM_ROSDEP = {'numpy': 'python3-numpy', 'PIL': 'python3-pil', 'tqdm': 'python3-tqdm',
+               'cryptography': 'python3-cryptography',
                'rclpy': 'rclpy', 'rcl_interfaces': 'rcl_interfaces',
                'lifecycle_msgs': 'lifecycle_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
                'sensor_msgs': 'sensor_msgs', 'std_msgs': 'std_msgs',
