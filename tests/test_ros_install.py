@@ -55,8 +55,9 @@ FROM_ROSDEP = {'numpy': 'python3-numpy', 'PIL': 'python3-pil', 'tqdm': 'python3-
                'launch': 'launch', 'launch_ros': 'launch_ros'}
 FROM_VENV = {'torch', 'sentencepiece', 'safetensors'}  # requirements/ros-install.txt + torch
 # Optional backends and tools, each imported only inside the feature that needs it.
+# `tipsv2 bag` (rosbags, mcap, apsw): README says how to add them on a ROS install.
 OPTIONAL = {'onnx', 'onnxruntime', 'onnxscript', 'tensorrt', 'tritonclient', 'pytriton',
-            'triton_python_backend_utils', 'transformers'}
+            'triton_python_backend_utils', 'transformers', 'rosbags', 'mcap', 'apsw'}
 
 
 def _package():

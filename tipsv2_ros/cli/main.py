@@ -11,7 +11,7 @@ import sys
 
 from tipsv2_ros.cli import node as node_cli
 
-SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'export', 'bench')
+SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'bag', 'export', 'bench')
 
 
 def build_parser() -> argparse.ArgumentParser:
