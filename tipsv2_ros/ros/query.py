@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros.camera_io import qos_copy, QOS_OVERRIDES
 from tipsv2_ros.runtime.frame import processing
 from tipsv2_ros.runtime.frame import query as scoring
 from tipsv2_ros.runtime.frame.heatmap_view import heatmap_view
@@ -76,7 +77,8 @@ class QueryService:
         self._views = {}
         for prefix in self._cameras:
             self._views[prefix] = [node.create_publisher(
-                Image, f'{prefix}/{topic}' if prefix else topic, VIEW_QOS)
+                Image, f'{prefix}/{topic}' if prefix else topic, qos_copy(VIEW_QOS),
+                qos_overriding_options=QOS_OVERRIDES)
                 for topic in VIEW_TOPICS]
         self._service = node.create_service(Query, 'query', self._on_query,
                                             callback_group=MutuallyExclusiveCallbackGroup())
