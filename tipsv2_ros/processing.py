@@ -115,14 +115,26 @@ def _resize_frame(frame: np.ndarray, size: Size, device: torch.device) -> torch.
 def _to_device(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """Move a uint8 view with non-negative strides to ``device`` as a (strided) tensor."""
     if frame.flags.c_contiguous:
-        return _as_tensor(frame).to(device)
+        return _upload(_as_tensor(frame), device)
     # Padded rows or a channel slice: moving the memory block the view spans and re-striding
     # there avoids gathering the pixels on the host first (what .to() would do).
     span = sum((n - 1) * s for n, s in zip(frame.shape, frame.strides)) + 1
     if span > 2 * frame.nbytes:
-        return _as_tensor(np.ascontiguousarray(frame)).to(device)
+        return _upload(_as_tensor(np.ascontiguousarray(frame)), device)
     block = np.lib.stride_tricks.as_strided(frame, (span,), (1,))
-    return _as_tensor(block).to(device).as_strided(frame.shape, frame.strides)
+    return _upload(_as_tensor(block), device).as_strided(frame.shape, frame.strides)
+
+
+def _upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host tensor to ``device``; to CUDA through pinned memory, asynchronously.
+
+    From pageable memory the copy is synchronous (CUDA stages it through its own pinned
+    buffer while the host waits); from pinned memory (PyTorch caches the blocks) it is one
+    DMA ordered on the current stream.
+    """
+    if device.type != 'cuda':
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def decoder_size(input_size: Size) -> Size:

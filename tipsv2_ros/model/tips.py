@@ -128,7 +128,9 @@ class TipsV2(nn.Module):
         if self.text is None or self.tokenizer is None:
             raise RuntimeError('encode_text() needs text weights and a tokenizer')
         ids, paddings = self.tokenizer.tokenize(list(texts))
-        chunks = [self.text(*(part.to(self.device) for part in _trim_padding(
+        # The text tower's own device: the image tower leaves the GPU when engines run it.
+        device = next(self.text.parameters()).device
+        chunks = [self.text(*(part.to(device) for part in _trim_padding(
             ids[i:i + batch_size], paddings[i:i + batch_size])))
             for i in range(0, len(ids), batch_size)]
         return torch.cat(chunks)

@@ -53,6 +53,12 @@ SPECS: Dict[str, Spec] = {
                       ('auto', 'fp32', 'fp16', 'bf16')),
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
+    'tensorrt.max_batch': Spec(0, 'Largest batch of the TensorRT engines (cameras served '
+                               'together; larger batches run in chunks); 0: 1 on a Jetson '
+                               '(memory), 4 elsewhere.', True, int_range=(0, 64)),
+    'tensorrt.workspace_mb': Spec(0, 'Builder workspace limit of the TensorRT engines in MiB; '
+                                  '0: 1024 on a Jetson, 4096 elsewhere.', True,
+                                  int_range=(0, 65536)),
     'triton.url': Spec('127.0.0.1:8001', 'Triton server (backend: triton).', True),
     'triton.timeout': Spec(10.0, 'Seconds a Triton request may take before the server counts '
                            'as lost (the node then reconnects with backoff).', True,

@@ -116,8 +116,13 @@ def load_model(files: Dict[str, Optional[str]], tasks,
     return model.to(device).eval()
 
 
-def build(values: Dict[str, object], log: Callable[[str], None] = print) -> Runtime:
-    """Create the runtime the node (or a command-line tool) uses, from parameter values."""
+def build(values: Dict[str, object], log: Callable[[str], None] = print,
+          keep_torch: bool = False) -> Runtime:
+    """Create the runtime the node (or a command-line tool) uses, from parameter values.
+
+    Once TensorRT engines are accepted, the image tower and heads leave the GPU (the text
+    tower stays, for labels); ``keep_torch`` keeps them there (the benchmark compares both).
+    """
     tasks = check_tasks(values.get('tasks', ('depth', 'normals', 'segmentation')))
     device = resolve_device(str(values.get('device', 'auto')))
     input_size = parse_input_size(values.get('model.input_size', 448))
@@ -131,10 +136,43 @@ def build(values: Dict[str, object], log: Callable[[str], None] = print) -> Runt
                                   options=values)
     except BackendError as error:
         raise StartupError(str(error)) from None
+    if backend.name == 'tensorrt' and not keep_torch:
+        release_image_towers(model, log)
     temperature = model.temperature if model.temperature is not None else 0.01
-    labels = LabelBank(lambda names, templates: model.text_classifier(
-        names, templates).to(device)) if 'segmentation' in tasks else LabelBank(_no_text)
+    labels = LabelBank(_text_encoder(model, device)) if 'segmentation' in tasks \
+        else LabelBank(_no_text)
     return Runtime(model, backend, Pipeline(backend, temperature), labels)
+
+
+def release_image_towers(model: TipsV2, log: Callable[[str], None]) -> None:
+    """Move the image tower and heads to the CPU once engines run them (GPU memory)."""
+    if model.device.type != 'cuda':
+        return
+    before = torch.cuda.memory_allocated(model.device)
+    model.vision.to('cpu')
+    model.heads.to('cpu')
+    torch.cuda.empty_cache()
+    freed = before - torch.cuda.memory_allocated(model.device)
+    log(f'the PyTorch image tower and heads left the GPU ({freed / 2**20:.0f} MiB); the '
+        'engines run them')
+
+
+def _text_encoder(model: TipsV2, device: torch.device):
+    """Return the label encoder, on a CUDA stream of its own.
+
+    A cold label change then never waits for frames, and frames never wait for it (no
+    device-wide synchronisation on either side).
+    """
+    stream = torch.cuda.Stream(device) if device.type == 'cuda' else None
+
+    def encode(names, templates):
+        if stream is None:
+            return model.text_classifier(names, templates).to(device)
+        with torch.cuda.stream(stream):
+            embeddings = model.text_classifier(names, templates).to(device)
+        stream.synchronize()  # this stream only; the frame path uses the result afterwards
+        return embeddings
+    return encode
 
 
 def _no_text(names, templates):

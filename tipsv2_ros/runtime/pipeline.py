@@ -4,7 +4,12 @@
 RGB frames -> one resize on the device -> one backend call for the whole batch -> zero-shot
 labels and confidence at the decoder resolution (never per-class logits at camera
 resolution) -> depth and normals at the output size -> numpy arrays ready for messages.
+
+On CUDA, frames are uploaded from pinned memory and processed on the pipeline's own stream,
+and each frame's outputs come back in one copy (``transfer.to_host``); stage timings wait for
+that stream only, so text embeddings computed on another stream never delay a frame.
 """
+import contextlib
 import time
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -13,6 +18,7 @@ import torch
 
 from tipsv2_ros import processing
 from tipsv2_ros.model import zero_shot
+from tipsv2_ros.runtime import transfer
 from tipsv2_ros.runtime.base import Backend
 from tipsv2_ros.runtime.labels import LabelSet
 
@@ -73,6 +79,8 @@ class Pipeline:
         self.temperature = float(temperature)
         self.model_output_size = processing.decoder_size(backend.input_size)
         self.timings: Dict[str, float] = {}
+        self.stream = (torch.cuda.Stream(backend.device) if backend.device.type == 'cuda'
+                       else None)
 
     def run(self, frames: Sequence[np.ndarray], tasks: FrozenSet[str],
             label_set: Optional[LabelSet] = None, output: str = 'model',
@@ -86,7 +94,9 @@ class Pipeline:
         if not tasks:
             return [FrameResult(size) for size in sizes]
         clock = _Clock(self.timings, self.backend.device)
-        with torch.inference_mode():
+        on_stream = (torch.cuda.stream(self.stream) if self.stream is not None
+                     else contextlib.nullcontext())
+        with torch.inference_mode(), on_stream:
             pixels = torch.cat([processing.to_pixel_values(
                 _shrink_huge(f, self.backend.input_size), self.backend.input_size,
                 self.backend.device) for f in frames])
@@ -108,18 +118,20 @@ class Pipeline:
     def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
         depth = normals = labels = confidence = None
         if dense.depth is not None:
-            depth = _numpy(processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear'))[0, 0]
+            depth = processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear')[0, 0]
         if dense.normals is not None:
             normals = processing.resize_dense(dense.normals[i:i + 1] * NORMALS_TO_OPTICAL, size,
                                               'normals')
-            normals = _numpy(normals[0].permute(1, 2, 0))
+            normals = normals[0].permute(1, 2, 0)
         if seg is not None:
             conf8 = (seg.confidence[i:i + 1, None] * 255).round_().to(torch.uint8)
             labels = seg.labels[i:i + 1, None]
             if tuple(size) != self.model_output_size:
                 labels = processing.resize_dense(labels, size, 'nearest')
                 conf8 = processing.resize_dense(conf8, size, 'nearest')
-            labels, confidence = _numpy(labels)[0, 0], _numpy(conf8)[0, 0]
+            labels, confidence = labels[0, 0], conf8[0, 0]
+        depth, normals, labels, confidence = transfer.to_host(
+            [depth, normals, labels, confidence])
         return FrameResult(tuple(size), depth, normals, labels, confidence,
                            label_set if seg is not None else None)
 
@@ -138,24 +150,21 @@ def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
     return processing.resize_rgb(frame, size)
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    """One device-to-host copy, to a C-contiguous float32/uint8 array."""
-    if tensor.dtype not in (torch.uint8, torch.float32):
-        tensor = tensor.float()
-    return np.ascontiguousarray(tensor.cpu().numpy())
-
-
 class _Clock:
-    """Records stage durations; synchronises CUDA so GPU time lands in its own stage."""
+    """Records stage durations; waits for the current CUDA stream (not the whole device).
+
+    GPU time then lands in its own stage.
+    """
 
     def __init__(self, timings: Dict[str, float], device: torch.device):
         self._timings = timings
-        self._cuda = torch.device(device).type == 'cuda'
+        self._device = torch.device(device)
+        self._cuda = self._device.type == 'cuda'
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
         if self._cuda:
-            torch.cuda.synchronize()
+            torch.cuda.current_stream(self._device).synchronize()
         now = time.perf_counter()
         self._timings[stage] = now - self._last
         self._last = now

@@ -20,7 +20,10 @@ class TorchBackend(Backend):
         input_size: (H, W) the image path is built for.
         tasks: the tasks that may be asked for.
         precision: 'fp32', or 'fp16'/'bf16' through autocast (LayerNorm, softmax and
-            reductions stay in fp32 under autocast).
+            reductions stay in fp32 under autocast). On CUDA, fp32 matmuls and convolutions
+            use TF32 tensor cores (PyTorch leaves TF32 off for matmuls by default: up to 8x
+            slower on Ampere and later); parity references turn it off
+            (``parity.strict_fp32``).
     """
 
     name = 'torch'
@@ -31,6 +34,8 @@ class TorchBackend(Backend):
         if precision not in DTYPES:
             raise ValueError(f'precision {precision!r}: expected one of {sorted(DTYPES)}')
         self.precision = precision
+        if self.device.type == 'cuda':
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.path = model.image_path(self.tasks, input_size).eval()
         layers = self.path.encoder.layers
         # Two encoders over the same weights: the value-trick features of the last block
