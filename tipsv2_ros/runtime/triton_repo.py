@@ -95,6 +95,7 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
                                       max_batch=max_batch, **tensorrt_options)
         files, described = dict(built.files), f'tensorrt ({built.precision})'
         built.close()
+        plans = next(iter(files.values()))
     dims = part_dims(model, input_size, tasks)
     info = metadata(model, input_size, tasks)
     kind = 'KIND_GPU' if engine == 'tensorrt' else 'KIND_AUTO'
@@ -130,6 +131,10 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
         shutil.rmtree(staging, ignore_errors=True)
     log(f'wrote the Triton model repository {out_dir}: ensemble {name} over '
         f'{", ".join(n for n in placed if n != name)} ({described}, max batch {max_batch})')
+    if engine == 'tensorrt':
+        from tipsv2_ros.runtime import triton_container
+        log(f'serve it with {triton_container.write_note(out_dir, plans)} '
+            f'(see {out_dir / triton_container.FILE_NAME})')
     return Repository(out_dir, placed, described, info)
 
 
