@@ -188,3 +188,65 @@ def test_triton_repository_names_its_container():
     note = triton_container.serving_note('10.3.0.30', 'NVIDIA A10 (sm_86, 72 SMs)')
     assert 'tritonserver:24.08-py3' in note and 'TensorRT 10.3.0.30 on NVIDIA A10' in note
     assert triton_container.container_for('10.99.1') is None
+
+
+def _setup_plan(tmp_path, *args, **env):
+    import os
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith('TIPSV2_') and k != 'ROS_DISTRO'}
+    environment['TIPSV2_TEGRA_RELEASE'] = str(tmp_path / 'absent')
+    environment.update(env)
+    result = subprocess.run(['bash', str(root / 'scripts' / 'setup.sh'), '--dry-run', *args],
+                            env=environment, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_setup_plans_tensorrt_per_platform(tmp_path):
+    code, out = _setup_plan(tmp_path)
+    assert code == 0 and 'plan: tensorrt none' in out and 'dry run: nothing was changed' in out
+    assert 'download.pytorch.org/whl/cpu' in out and '(isolated)' in out
+    code, out = _setup_plan(tmp_path, '--tensorrt', TIPSV2_TORCH='cu128')
+    assert code == 0, out
+    assert 'tensorrt-cu12==10.16.1.11 from https://pypi.nvidia.com (CUDA 12.8, like PyTorch)' \
+        in out
+    assert 'onnxruntime-gpu (requirements/tensorrt.txt)' in out and 'whl/cu128' in out
+    code, out = _setup_plan(tmp_path, '--tensorrt', TIPSV2_TORCH='cu130',
+                            TIPSV2_TENSORRT='11.4.0.106')
+    assert code == 0 and 'tensorrt-cu13==11.4.0.106' in out
+    code, out = _setup_plan(tmp_path, '--tensorrt')  # a CPU torch has no CUDA to match
+    assert code == 1 and 'set TIPSV2_TORCH=cu126, cu128 or cu130' in out
+    release = tmp_path / 'nv_tegra_release'
+    release.write_text('# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic\n')
+    code, out = _setup_plan(tmp_path, TIPSV2_TEGRA_RELEASE=str(release))
+    assert code == 0, out
+    assert 'Jetson (L4T 36.4)' in out and '--system-site-packages' in out
+    assert "JetPack's apt TensorRT (python3-libnvinfer" in out and 'jetson-ai-lab' in out
+    assert 'apt ROS 2' in out and '/usr/bin/python3' in out
+    release.write_text('# R36 (release), REVISION: 3.0, GCID: 1\n')  # JetPack 6.0: TensorRT 8.6
+    code, out = _setup_plan(tmp_path, TIPSV2_TEGRA_RELEASE=str(release))
+    assert code == 1 and 'needs JetPack >= 6.1 (L4T R36.4)' in out
+
+
+def test_requirements_install_on_python_3_10():
+    """Pins without cp310 wheels apply from Python 3.11 on (Humble and JetPack 6 run 3.10).
+
+    Checked with ``pip download --no-deps --python-version 3.10``: onnxruntime 1.23.2, Pillow
+    12.3.0 and onnxruntime-gpu 1.23.2 are the last releases with cp310 wheels.
+    """
+    import pathlib
+    from packaging.requirements import Requirement
+    root = pathlib.Path(__file__).resolve().parents[1]
+    no_cp310 = {'onnxruntime': '1.32.0', 'pillow': '13.0.0', 'onnxruntime-gpu': '1.31.1'}
+    for name in ('base.txt', 'tensorrt.txt', 'pytriton.txt'):
+        for line in (root / 'requirements' / name).read_text().splitlines():
+            if not line.strip() or line.startswith('#'):
+                continue
+            requirement = Requirement(line)
+            pinned = str(requirement.specifier).lstrip('=')
+            if no_cp310.get(requirement.name.lower()) == pinned:
+                assert requirement.marker is not None, line
+                assert not requirement.marker.evaluate({'python_version': '3.10'}), line
+                assert requirement.marker.evaluate({'python_version': '3.11'}), line
