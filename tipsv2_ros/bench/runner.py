@@ -59,7 +59,7 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     only, it, wu = cfg.only, cfg.iterations, cfg.warmup
-    runtime = factory.build(cfg.values, log=log)
+    runtime = factory.build(cfg.values, log=log, keep_torch=True)  # eager runs beside it
     model, backend = runtime.model, runtime.backend
     device, size, tasks = backend.device, backend.input_size, backend.tasks
     facts = machine.describe(device)
