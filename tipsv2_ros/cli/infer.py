@@ -54,7 +54,9 @@ def run(args) -> int:
 
     try:
         values = weight_values(args)
-        runtime = factory.build(values, log=lambda text: print(f'[infer] {text}'))
+        # --save-raw runs the PyTorch model beside the backend: it keeps it on the device.
+        runtime = factory.build(values, log=lambda text: print(f'[infer] {text}'),
+                                keep_torch=bool(args.save_raw))
         templates = _templates(args.templates)
         label_set = None
         if 'segmentation' in runtime.backend.tasks:

@@ -94,6 +94,8 @@ class TensorRTBackend(Backend):
             self.stream = torch.cuda.Stream(self.device)
             self.activations = cuda_buffers.SharedActivations(self.runners.values(),
                                                               self.device)
+            if self.activations.buffer is not None:  # used on our stream, freed elsewhere
+                self.activations.buffer.record_stream(self.stream)
 
     @classmethod
     def build(cls, model: TipsV2, input_size: Tuple[int, int], tasks: Iterable[str],
@@ -194,7 +196,8 @@ class TensorRTBackend(Backend):
         with torch.cuda.stream(self.stream):
             outputs = self._run_parts(pixel_values, tasks)
         caller.wait_stream(self.stream)  # the caller's next work sees the outputs
-        pixel_values.record_stream(self.stream)
+        if pixel_values.is_cuda:  # read on our stream, freed on the caller's
+            pixel_values.record_stream(self.stream)
         for tensor in outputs:
             if tensor is not None:  # allocated here, used and freed on the caller's stream
                 tensor.record_stream(caller)

@@ -223,7 +223,10 @@ def _load_timing_cache(config, path: Optional[str], log: Callable[[str], None]):
             data = f.read()
     except OSError:
         data = b''
-    timing = config.create_timing_cache(data)
+    try:
+        timing = config.create_timing_cache(data)
+    except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
+        timing = None
     if timing is None or not config.set_timing_cache(timing, False):
         log(f'  TensorRT: the timing cache {os.path.basename(path)} does not fit this '
             'TensorRT/GPU; starting a new one')
