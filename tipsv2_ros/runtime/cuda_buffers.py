@@ -64,7 +64,8 @@ class SharedActivations:
             return
         # One alignment more than needed, so the block can start at an aligned address
         # whatever the allocator returns (CUDA's are aligned already).
-        self.buffer = torch.empty(self.bytes + ALIGNMENT, dtype=torch.uint8, device=device)
+        size = max(self.bytes, ALIGNMENT)  # never an empty block, even if none is needed
+        self.buffer = torch.empty(size + ALIGNMENT, dtype=torch.uint8, device=device)
         self.address = self.buffer.data_ptr() + (-self.buffer.data_ptr()) % ALIGNMENT
         for runner in users:
-            runner.use_activation_memory(self.address, self.bytes)
+            runner.use_activation_memory(self.address, size)
