@@ -189,5 +189,6 @@ def test_modules_import_without_tensorrt():
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        with pytest.raises(Exception, match='TensorRT is not installed.*setup.sh --tensorrt.*JetPack'):
+        with pytest.raises(Exception,
+                           match='TensorRT is not installed.*setup.sh --tensorrt.*JetPack'):
             tensorrt_build.import_tensorrt()
