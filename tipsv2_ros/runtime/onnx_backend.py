@@ -100,8 +100,10 @@ def providers_for(device: torch.device, cache_dir: Optional[str] = None,
         stream = torch.cuda.current_stream(index).cuda_stream
     providers = []
     if 'TensorrtExecutionProvider' in available and onnx_path is not None:
-        folder = os.path.join(cache_dir or os.path.dirname(os.fspath(onnx_path)), 'ort-trt')
-        os.makedirs(folder, exist_ok=True)
+        from tipsv2_ros.runtime import cache
+        # ORT deserializes the engines it finds there: owner-only, like the engine cache.
+        folder = os.fspath(cache.secure_folder(os.path.join(
+            cache_dir or os.path.dirname(os.fspath(onnx_path)), 'ort-trt')))
         providers.append(('TensorrtExecutionProvider', tensorrt_provider_options(
             part_inputs(onnx_path), max_batch, folder, index, stream, workspace_mb)))
     providers.append(('CUDAExecutionProvider', {'device_id': index,
