@@ -26,6 +26,8 @@ from tipsv2_ros.ros.camera_io import CameraIO
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
 from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime.base import TASKS
+from tipsv2_ros.runtime.task_rates import TaskRates
 from tipsv2_ros.srv import SetLabels
 
 
@@ -51,6 +53,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._labels = labels or self.runtime.labels.build(self.params['labels'],
                                                            self.params['templates'])
         self._pending_labels = None
+        self._task_rates = TaskRates()
         self._wake = threading.Condition()
         # Text is encoded on this one long-lived thread, whichever executor thread serves
         # the request: each thread that runs torch ops keeps an OpenMP worker for good, so
@@ -58,7 +61,8 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._text = ThreadPoolExecutor(1, thread_name_prefix='tipsv2_text')
         self._stop = False
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
-                      'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
+                      'frames_skipped_no_subscribers': 0, 'frames_skipped_rate': 0,
+                      'bad_frames': 0, 'errors': 0,
                       'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
                       'last_latency_ms': None, 'label_generation': self._labels.generation}
 
@@ -134,11 +138,17 @@ class PerceptionNode(ReconfigureMixin, Node):
 
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
+        rates = {task: self.params[f'{task}.max_rate'] for task in TASKS}
+        now = time.monotonic()
         frames, work = [], []
         for camera, msg in batch:
             wanted = camera.wanted_tasks(enabled)
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
+                continue
+            wanted = self._task_rates.due(wanted, rates, now)
+            if not wanted:  # every wanted task ran recently enough (its max_rate)
+                self.stats['frames_skipped_rate'] += 1
                 continue
             self._check_stamp(camera, msg)
             try:
@@ -157,6 +167,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
             self.params['segmentation.threshold'])
+        self._task_rates.ran(tasks, rates, now)
         for task in tasks:
             self.stats['head_runs'][task] += 1
         for (camera, msg, wanted), frame, result in zip(work, frames, results):
