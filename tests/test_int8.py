@@ -75,6 +75,9 @@ def test_int8_graphs_are_quantised_and_pass_the_gate(built):
     for part, counts in ops.items():
         assert counts['DynamicQuantizeLinear'] > 0, part  # the matrix products
         assert counts['MatMul'] + counts['Gemm'] < counts['MatMulInteger'], part
+    # Every matrix product of the encoder, also those whose weight the exporter left behind
+    # a Transpose (weights used twice), is int8; attention is the fused fp32 op.
+    assert ops['encoder']['MatMul'] == 0
     for head in ('depth', 'normals'):  # the convolutions, calibrated
         assert ops[head]['QuantizeLinear'] > 0 and ops[head]['Conv'] > 0
 
@@ -114,6 +117,7 @@ def test_a_graph_that_fails_the_gate_falls_back_to_fp32_with_one_warning(built, 
     strict = parity.Int8Thresholds(depth_median=0.0, normals_mean=0.0, agreement=1.01)
     backend = _build(model, built[1], lines, strict)
     assert backend.precision == 'fp32' and backend.report is not None
+    assert set(backend.rejected_int8) == {'encoder', 'depth', 'normals'}
     warnings = [line for line in lines if line.startswith('WARNING')]
     assert len(warnings) == 1
     assert 'depth median relative error' in warnings[0] and 'normals mean angle' in \

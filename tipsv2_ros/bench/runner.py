@@ -126,8 +126,15 @@ def _p1_p2(cfg, model, eager, size, device, tasks, label_set, runtime, log, refe
             cfg.values.get('engine_cache_dir') or None, log, options=cfg.values),
             skipped, 'onnxruntime int8')
         if int8 is not None:
-            others['onnxruntime int8'] = int8
             skipped['onnxruntime int8 note'] = sections.int8_gate_note(int8)
+            if int8.precision != 'int8' and getattr(int8, 'rejected_int8', None):
+                # The gate failed and the backend serves fp32: time the int8 graphs anyway,
+                # so the row says what int8 would cost (it is a MISS all the same).
+                from tipsv2_ros.runtime.onnx_backend import OnnxRuntimeBackend
+                int8 = OnnxRuntimeBackend(int8.rejected_int8, size, tasks, device,
+                                          precision='int8, rejected by the gate',
+                                          report=int8.report)
+            others['onnxruntime int8'] = int8
         from tipsv2_ros.runtime.torch_backend import TorchBackend
         bf16 = sections.optional_backend(lambda: TorchBackend(model, size, tasks, 'bf16'),
                                          skipped, 'torch bf16')

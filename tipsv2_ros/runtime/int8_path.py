@@ -6,8 +6,9 @@ next to them with a sidecar like every exported graph. Before they serve a frame
 path is compared with the fp32 PyTorch path on the same frames (the bundled sample rooms,
 or ``int8.calibration_frames``): depth median relative error, normals mean angle and
 zero-shot label agreement against ``parity.Int8Thresholds``. The figures are cached with
-the files they judge, so a restart neither quantises nor measures again. A path that fails falls back to the fp32 graphs with one warning that
-names the figures; output of a failed int8 graph is never served.
+the files they judge, so a restart neither quantises nor measures again. A path that
+fails falls back to the fp32 graphs with one warning that names the figures; output of a
+failed int8 graph is never served.
 """
 import json
 import logging
@@ -70,7 +71,7 @@ def quantized_parts(model: TipsV2, parts: Mapping[str, export.ExportedPart],
                'checkpoint': old['checkpoint'], 'config': old['config'],
                'input_size': old['input_size'], 'outputs': old['outputs'],
                'onnx': part.record['files'][part.path.name]['sha256'],
-               'onnxruntime': onnx_int8.version(),
+               'onnxruntime': onnx_int8.version(), 'recipe': onnx_int8.RECIPE,
                'frames': _digest(calibration) if name != 'encoder' else None}
         target = folder / export.file_name({**key, 'part': f'{name}-int8'}, '.onnx')
         with cache.locked(target):
@@ -100,7 +101,8 @@ def _quantize(part: export.ExportedPart, target: pathlib.Path, key: dict, feeds,
     try:
         built = scratch / target.name
         how = onnx_int8.quantize(part.path, built, feeds)
-        cache.store(target, {target.name: built}, key, {'method': how})
+        files = {f.name: f for f in scratch.iterdir() if f.is_file()}  # + external data
+        cache.store(target, files, key, {'method': how})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log(f'quantised the {part.spec.name} ({how}); cached as {target}')
@@ -176,4 +178,6 @@ def build(model: TipsV2, tasks: Iterable[str], input_size: Tuple[int, int], devi
     log(f'WARNING: the onnxruntime int8 graphs fail the accuracy gate against fp32 '
         f'({"; ".join(problems)}; {report.describe()}); falling back to fp32. Their output '
         'is not used.')
-    return create({n: p.path for n, p in parts.items()}, 'fp32', report)
+    fallback = create({n: p.path for n, p in parts.items()}, 'fp32', report)
+    fallback.rejected_int8 = files  # for `tipsv2 bench`, which times them all the same
+    return fallback
