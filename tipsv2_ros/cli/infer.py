@@ -2,8 +2,10 @@
 """``tipsv2 infer IMAGE...``: depth, normals and open-vocabulary segmentation of image files.
 
 Writes ``<image>_depth.png``, ``<image>_normals.png`` and ``<image>_segmentation.png`` into
-``--out``. Weights come from ``tipsv2 download`` (``--variant``) or explicit files; the
-tasks follow the files given (no depth head, no depth). ``--save-raw FILE.npz`` writes every
+``--out``; with ``--query PHRASE`` also ``<image>_query_<phrase>.png``, the phrase's heatmap
+(its probability against the labels plus the phrase) over the image. Weights come from
+``tipsv2 download`` (``--variant``) or explicit files; the tasks follow the files given (no
+depth head, no depth). ``--save-raw FILE.npz`` writes every
 raw array of the first image under the key names of the golden reference set.
 """
 import argparse
@@ -24,6 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument('--templates', metavar='FILE',
                         help='prompt templates, one per line with {} for the label '
                         '(default: the 9 official TIPS templates)')
+    parser.add_argument('--query', action='append', default=[], metavar='PHRASE',
+                        help='also write the heatmap view of this phrase, e.g. "fire '
+                        'extinguisher" (repeatable; the labels stay as given)')
     parser.add_argument('--threshold', type=float, default=0.0,
                         help='confidence below which a pixel gets no label')
     parser.add_argument('--output-resolution', choices=('input', 'model'), default='input',
@@ -50,7 +55,7 @@ def run(args) -> int:
     from tipsv2_ros.cli import views
     from tipsv2_ros.model.reference import raw_outputs
     from tipsv2_ros.runtime import factory
-    from tipsv2_ros.runtime.labels import LabelError
+    from tipsv2_ros.runtime.labels import LabelError, validate_phrases
 
     try:
         values = weight_values(args)
@@ -61,6 +66,9 @@ def run(args) -> int:
         label_set = None
         if 'segmentation' in runtime.backend.tasks:
             label_set = runtime.labels.build(args.labels.split(','), templates)
+        phrases = validate_phrases(args.query) if args.query else ()
+        if phrases and label_set is None:
+            raise ValueError('--query needs the text weights and tokenizer (segmentation)')
     except (factory.StartupError, LabelError, ValueError, OSError) as error:
         print(f'tipsv2 infer: error: {error}', file=sys.stderr)
         return 1
@@ -77,6 +85,9 @@ def run(args) -> int:
         names = label_set.names if label_set else ()
         rendered = views.render(frame, result.depth, result.normals, result.labels, names)
         written = views.save(out, pathlib.Path(path).stem, rendered)
+        if phrases:
+            written += views.save_queries(out, pathlib.Path(path).stem, frame, result,
+                                          runtime, phrases)
         print(f'[infer] {path}: ' + ', '.join(str(p) for p in written))
         if index == 0 and args.save_raw:
             pixels = processing.to_pixel_values(frame, runtime.backend.input_size,

@@ -57,6 +57,9 @@ class FrameResult(NamedTuple):
     labels: Optional[np.ndarray] = None       # (H, W) uint8, 255 = no label
     confidence: Optional[np.ndarray] = None   # (H, W) uint8, probability x 255
     label_set: Optional[LabelSet] = None      # the labels ``labels`` index into
+    # (h, w, D) the frame's zero-shot patch features on the device, kept for text queries
+    # (`runtime.query`); a copy, so a backend reusing its output buffers cannot change it.
+    features: Optional[torch.Tensor] = None
 
 
 class Pipeline:
@@ -106,7 +109,7 @@ class Pipeline:
         return results
 
     def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
-        depth = normals = labels = confidence = None
+        depth = normals = labels = confidence = features = None
         if dense.depth is not None:
             depth = _numpy(processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear'))[0, 0]
         if dense.normals is not None:
@@ -120,8 +123,9 @@ class Pipeline:
                 labels = processing.resize_dense(labels, size, 'nearest')
                 conf8 = processing.resize_dense(conf8, size, 'nearest')
             labels, confidence = _numpy(labels)[0, 0], _numpy(conf8)[0, 0]
+            features = dense.features[i].clone()
         return FrameResult(tuple(size), depth, normals, labels, confidence,
-                           label_set if seg is not None else None)
+                           label_set if seg is not None else None, features)
 
 
 def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
