@@ -20,7 +20,7 @@ def test_zero_means_every_frame():
 
 def test_a_limited_task_runs_at_its_rate_and_others_every_frame():
     rates, limits = TaskRates(), {'segmentation': 2.0}
-    runs = {task: 0 for task in ALL}
+    runs = dict.fromkeys(ALL, 0)
     for step in range(300):  # a 30 Hz camera for 10 s
         now = step / 30
         due = rates.due(ALL, limits, now)
