@@ -129,7 +129,7 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, op
         raise BackendError('onnxruntime is not installed: pip install onnxruntime (or '
                            'onnxruntime-gpu for CUDA)')
     if precision not in ('fp32', 'int8') or (precision == 'int8' and device.type != 'cpu'):
-        raise BackendError(f'backend onnxruntime runs fp32, or int8 on the CPU (asked: '
+        raise BackendError(f'backend onnxruntime runs fp32 only, or int8 on the CPU (asked: '
                            f'{precision} on {device}); use precision fp32, or backend '
                            'tensorrt for a parity-checked fp16')
     _need_export_modules('onnxruntime')
