@@ -59,6 +59,8 @@ def run(args) -> int:
 
     try:
         values = weight_values(args)
+        if args.save_raw:  # the raw arrays are the fp32 reference, text embeddings included
+            values['text_precision'] = 'fp32'
         runtime = factory.build(values, log=lambda text: print(f'[infer] {text}'))
         templates = _templates(args.templates)
         label_set = None

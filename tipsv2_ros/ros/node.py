@@ -28,6 +28,8 @@ from tipsv2_ros.ros.diagnostics import Diagnostics
 from tipsv2_ros.ros.managed import ManagedMixin
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
+from tipsv2_ros.runtime.base import TASKS
+from tipsv2_ros.runtime.task_rates import TaskRates
 
 
 NODE_NAME = 'tipsv2_perception'
@@ -51,13 +53,15 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         self.runtime = self._labels = self._pending_labels = None
         self.cameras = []
         self._text = self._worker = self._set_labels_service = self.query = None
+        self._task_rates = TaskRates()
         self._wake = threading.Condition()
         self._stop = True
         self.state = 'unconfigured'
         self.config_error = self.last_error = self.last_bad_frame = None
         self.fallbacks = list(fallbacks)
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
-                      'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
+                      'frames_skipped_no_subscribers': 0, 'frames_skipped_rate': 0,
+                      'bad_frames': 0, 'errors': 0,
                       'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
                       'last_latency_ms': None, 'label_generation': None}
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -121,12 +125,18 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
 
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
+        rates = {task: self.params[f'{task}.max_rate'] for task in TASKS}
+        now = time.monotonic()
         frames, work = [], []
         queried = self.query.wants_features() and 'segmentation' in enabled
         for camera, msg in batch:
             wanted = camera.wanted_tasks(enabled) | ({'segmentation'} if queried else set())
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
+                continue
+            wanted = self._task_rates.due(wanted, rates, now)
+            if not wanted:  # every wanted task ran recently enough (its max_rate)
+                self.stats['frames_skipped_rate'] += 1
                 continue
             self._check_stamp(camera, msg)
             try:
@@ -146,6 +156,7 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
             self.params['segmentation.threshold'])
+        self._task_rates.ran(tasks, rates, now)
         for task in tasks:
             self.stats['head_runs'][task] += 1
         for result in results:

@@ -49,8 +49,15 @@ SPECS: Dict[str, Spec] = {
     'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,
                     ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')),
     'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
-    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.', True,
-                      ('auto', 'fp32', 'fp16', 'bf16')),
+    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 '
+                      '(backend onnxruntime on the CPU, accuracy-gated against fp32).', True,
+                      ('auto', 'fp32', 'fp16', 'bf16', 'int8')),
+    'int8.calibration_frames': Spec('', "Folder of images of the robot's own scenes for the "
+                                    'int8 calibration and accuracy gate (empty: the bundled '
+                                    'sample frames).', True),
+    'text_precision': Spec('auto', 'Text encoder (label changes): auto (bf16 on a CPU with '
+                           'native bf16, else fp32), fp32 or bf16.', True,
+                           ('auto', 'fp32', 'bf16')),
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
     'triton.url': Spec('127.0.0.1:8001', 'Triton server (backend: triton).', True),
@@ -87,6 +94,12 @@ SPECS: Dict[str, Spec] = {
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
                      float_range=(0.0, 1000.0)),
+    'depth.max_rate': Spec(0.0, 'Most depth maps per second (0: every frame processed).',
+                           float_range=(0.0, 1000.0)),
+    'normals.max_rate': Spec(0.0, 'Most normal maps per second (0: every frame processed).',
+                             float_range=(0.0, 1000.0)),
+    'segmentation.max_rate': Spec(0.0, 'Most segmentations per second (0: every frame '
+                                  'processed).', float_range=(0.0, 1000.0)),
     'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
                             '118 "too far"); the head cannot tell distances past its 10 m '
                             'range apart.', float_range=(0.01, 1000.0)),

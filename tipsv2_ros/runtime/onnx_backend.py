@@ -78,14 +78,17 @@ class OnnxRuntimeBackend(Backend):
         device: 'cpu', or a CUDA device (needs onnxruntime-gpu).
         threads: intra-op threads (default: every available core).
         cache_dir: where the TensorRT execution provider caches its engines.
+        precision: what the files hold, 'fp32' or 'int8' (``int8_path``), for ``describe``.
+        report: the int8 accuracy gate's figures, when there was a gate.
     """
 
     name = 'onnxruntime'
 
     def __init__(self, parts: Mapping[str, os.PathLike], input_size: Tuple[int, int],
                  tasks: Iterable[str], device='cpu', threads: Optional[int] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, precision: str = 'fp32', report=None):
         super().__init__(input_size, torch.device(device), tasks)
+        self.precision, self.report = precision, report
         needed = {'encoder'} | (self.tasks & set(HEADS))
         missing = needed - set(parts)
         if missing:
@@ -149,7 +152,8 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         providers = self._sessions['encoder'].get_providers()[0].replace('ExecutionProvider', '')
-        return f'{super().describe()} (fp32, {providers}, {self.threads} threads)'
+        return (f'{super().describe()} ({self.precision}, {providers}, {self.threads} '
+                'threads)')
 
     def close(self) -> None:
         self._sessions = {}
