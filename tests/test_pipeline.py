@@ -94,6 +94,33 @@ def test_label_validation_keeps_unicode_and_collapses_spaces():
     assert validate_labels(['glass  door', 'café', '椅子']) == ('glass door', 'café', '椅子')
 
 
+def test_labels_fold_case_as_the_tokenizer_does(tiny_weights, monkeypatch):
+    """Only ASCII letters fold: 'Äpfel' and 'äpfel' tokenise differently and stay distinct."""
+    from tipsv2_ros.model.tokenizer import normalise, Tokenizer
+    tokenizer = Tokenizer(tiny_weights.tokenizer)
+    seen = []
+    pieces = tokenizer._processor.encode
+    monkeypatch.setattr(tokenizer._processor, 'encode',
+                        lambda texts, **kw: seen.extend(texts) or pieces(texts, **kw))
+    tokenizer.tokenize(['ÄPFEL', 'Äpfel', 'äpfel', 'İstanbul'])
+    assert seen == ['Äpfel', 'Äpfel', 'äpfel', 'İstanbul']  # what SentencePiece gets
+    assert [normalise(t) for t in ('ÄPFEL', 'Äpfel', 'äpfel', 'İstanbul')] == seen
+    assert validate_labels(['Äpfel', 'äpfel']) == ('Äpfel', 'äpfel')
+    with pytest.raises(LabelError, match="duplicate label 'ÄPFEL'"):
+        validate_labels(['Äpfel', 'ÄPFEL'])
+    calls = []
+
+    def encode(names, templates):
+        calls.append(list(names))
+        return torch.nn.functional.normalize(torch.randn(len(names), 8), dim=-1)
+
+    bank = LabelBank(encode)
+    bank.build(['Äpfel'], ['a {}.'])
+    bank.build(['äpfel', 'ÄPFEL'], ['a {}.'])  # a new text, then a cached one
+    assert calls == [['Äpfel'], ['äpfel']]
+    assert bank.cached(['ÄPFEL', 'äpfel'], ['a {}.'])
+
+
 @pytest.mark.parametrize('value, size', [(448, (448, 448)), ('336x448', (336, 448)),
                                          ('224', (224, 224)), ([98, 126], (98, 126))])
 def test_parse_input_size(value, size):
