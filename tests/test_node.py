@@ -197,6 +197,27 @@ def test_output_at_input_resolution_and_several_cameras(ros, tiny_params):
                 client.destroy_node()
 
 
+def test_sliding_window_segmentation(ros, tiny_params):
+    """segmentation.mode slide: labels from windows, heads once, at the camera resolution."""
+    params = {**tiny_params, 'labels': LABELS, 'segmentation.mode': 'slide',
+              'segmentation.window': 56, 'segmentation.stride': 28,
+              'output_resolution': 'input'}
+    with NodeProcess(params, 'tslide') as node:
+        client = Client('tslide', name='slide_client')
+        try:
+            assert client.wait_for_node(60), node.stop() or node.output
+            for topic in ('segmentation/labels', 'segmentation/confidence', 'depth/image'):
+                client.listen(topic)
+            _, got = client.exchange(_frame(60, 90), ['segmentation/labels', 'depth/image'])
+            labels = conversions.image_to_array(got['segmentation/labels'])
+            assert labels.shape == (60, 90) and labels.max() < len(LABELS)
+            assert got['depth/image'].height == 60
+        finally:
+            client.destroy_node()
+        node.stop()
+    assert 'sliding windows 56 px every 28 px (short side to the window)' in node.output
+
+
 def test_sigint_exits_cleanly(ros, tiny_params):
     node = NodeProcess(tiny_params, 'tstop')
     client = Client('tstop', name='stop_client')

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tipsv2_ros import processing
 from tipsv2_ros.model import zero_shot
 from tipsv2_ros.runtime import factory
 from tipsv2_ros.runtime.labels import LabelBank, LabelError, validate_labels
@@ -61,6 +62,72 @@ def test_threshold_marks_unsure_pixels(runtime):
     labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
     result = runtime.pipeline.run([_frame()], {'segmentation'}, labels, threshold=1.0)[0]
     assert (result.labels == 255).all()
+
+
+@pytest.fixture(scope='module')
+def sliding_runtime(tiny_params):
+    values = {**tiny_params, 'segmentation.mode': 'slide', 'segmentation.window': 56,
+              'segmentation.stride': 28}
+    return factory.build(values, log=lambda text: None)
+
+
+def test_slide_mode_runs_heads_once_and_slides_the_features(sliding_runtime):
+    """Heads run once on the whole frame; only the zero-shot features come from windows."""
+    runtime = sliding_runtime
+    slide = runtime.pipeline.slide
+    assert slide.backend.input_size == (56, 56) and slide.backend.tasks == {'segmentation'}
+    calls = []
+    for name, backend in (('whole', runtime.backend), ('windows', slide.backend)):
+        infer = backend.infer
+        backend.infer = (lambda pixels, tasks, infer=infer, name=name:
+                         calls.append((name, tuple(pixels.shape), sorted(tasks)))
+                         or infer(pixels, tasks))
+    try:
+        labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+        frame = _frame(60, 90)  # short side to 56: 56x84, windows at x = 0 and 28
+        result = runtime.pipeline.run([frame], {'depth', 'normals', 'segmentation'}, labels,
+                                      output='input')[0]
+    finally:
+        del runtime.backend.infer, slide.backend.infer
+    assert calls == [('whole', (1, 3, 112, 112), ['depth', 'normals']),
+                     ('windows', (2, 3, 56, 56), ['segmentation'])]
+    assert result.labels.shape == (60, 90) and result.depth.shape == (60, 90)
+    # The labels are the argmax of the merged window probabilities, resized bilinearly.
+    pixels = processing.to_pixel_values(frame, (56, 84), mode='bicubic')
+    windows = zero_shot.slide_windows((56, 84), 56, 28)
+    assert windows == [(0, 56, 0, 56), (0, 56, 28, 84)]
+    with torch.inference_mode():
+        features = torch.nn.functional.normalize(runtime.model.vision.dense_features(
+            zero_shot.crop_windows(pixels, windows), ()).value_tokens, dim=-1)
+        probs = zero_shot.slide_probabilities(features, labels.classifier, windows, (56, 84),
+                                              runtime.model.temperature)
+        probs = processing.resize_dense(probs[None], (60, 90), 'bilinear')[0]
+    confidence, expected = probs.max(dim=0)
+    np.testing.assert_array_equal(result.labels, expected.numpy())
+    np.testing.assert_allclose(result.confidence, np.round(confidence.numpy() * 255), atol=1)
+
+
+def test_slide_mode_settings_are_checked(tiny_params):
+    for settings, message in (({'segmentation.window': 56, 'segmentation.stride': 57},
+                               'stride <= window'),
+                              ({'segmentation.window': 7}, '14 <= window'),
+                              ({'segmentation.mode': 'tiles'}, "unknown mode 'tiles'")):
+        values = {**tiny_params, 'segmentation.mode': 'slide', **settings}
+        with pytest.raises(factory.StartupError, match=message):
+            factory.build(values, log=lambda text: None)
+
+
+def test_input_resolution_labels_come_from_upsampled_cosines(runtime):
+    """output_resolution input: cosines upsampled to the camera size, argmax there."""
+    labels = runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+    frame = _frame(90, 130)
+    result = runtime.pipeline.run([frame], {'segmentation'}, labels, output='input')[0]
+    pixels = processing.to_pixel_values(frame, (112, 112))
+    with torch.inference_mode():
+        features = runtime.model.image_path(['segmentation'], 112)(pixels).features
+        seg = zero_shot.segment(features, labels.classifier, runtime.model.temperature,
+                                (90, 130))
+    np.testing.assert_array_equal(result.labels, seg.labels[0].numpy())
 
 
 def test_label_bank_caches_embeddings_per_label():

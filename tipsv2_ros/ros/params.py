@@ -72,6 +72,15 @@ SPECS: Dict[str, Spec] = {
                       'label.'),
     'segmentation.threshold': Spec(0.0, 'Pixels whose best class confidence is below this get '
                                    '255 (no label).', float_range=(0.0, 1.0)),
+    'segmentation.mode': Spec('whole', 'Zero-shot segmentation of the whole frame at once '
+                              '(whole), or the official sliding windows (slide: finer, costs '
+                              'one encoder pass per window; depth and normals still run once).',
+                              True, ('whole', 'slide')),
+    'segmentation.window': Spec(448, 'Sliding-window side in pixels; the frame is resized so '
+                                'that its short side is this (slide mode).', True,
+                                int_range=(14, 2240)),
+    'segmentation.stride': Spec(336, 'Pixels between sliding windows, at most the window '
+                                '(slide mode).', True, int_range=(1, 2240)),
     'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
                               'patch); input: the camera resolution.',
                               choices=('model', 'input')),

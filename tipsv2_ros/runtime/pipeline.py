@@ -2,8 +2,10 @@
 """The per-frame path shared by the node, ``tipsv2 infer`` and the benchmark.
 
 RGB frames -> one resize on the device -> one backend call for the whole batch -> zero-shot
-labels and confidence at the decoder resolution (never per-class logits at camera
-resolution) -> depth and normals at the output size -> numpy arrays ready for messages.
+labels and confidence at the output size (cosines upsampled bilinearly, argmax there, as the
+official evaluation does) -> depth and normals at the output size -> numpy arrays ready for
+messages. In the sliding-window mode (``sliding``) the zero-shot features come from windows
+of each frame instead, through a second backend; the heads still run once per frame.
 """
 import time
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -13,8 +15,10 @@ import torch
 
 from tipsv2_ros import processing
 from tipsv2_ros.model import zero_shot
+from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.runtime.base import Backend
 from tipsv2_ros.runtime.labels import LabelSet
+from tipsv2_ros.runtime.sliding import SlidingWindow
 
 Size = Tuple[int, int]
 
@@ -66,11 +70,14 @@ class Pipeline:
         backend: the inference backend (owns the input size and device).
         temperature: the text checkpoint's temperature; confidences are
             softmax(cosine / temperature) over the active labels.
+        slide: the sliding-window zero-shot mode, or None for the whole-image mode.
     """
 
-    def __init__(self, backend: Backend, temperature: float):
+    def __init__(self, backend: Backend, temperature: float,
+                 slide: Optional[SlidingWindow] = None):
         self.backend = backend
         self.temperature = float(temperature)
+        self.slide = slide
         self.model_output_size = processing.decoder_size(backend.input_size)
         self.timings: Dict[str, float] = {}
 
@@ -86,24 +93,44 @@ class Pipeline:
         if not tasks:
             return [FrameResult(size) for size in sizes]
         clock = _Clock(self.timings, self.backend.device)
+        sliding = self.slide is not None and 'segmentation' in tasks
+        whole_tasks = tasks - {'segmentation'} if sliding else tasks
         with torch.inference_mode():
-            pixels = torch.cat([processing.to_pixel_values(
-                _shrink_huge(f, self.backend.input_size), self.backend.input_size,
-                self.backend.device) for f in frames])
-            clock.lap('preprocess')
-            dense = self.backend.infer(pixels, tasks)
-            clock.lap('inference')
-            seg = None
-            if 'segmentation' in tasks:
-                classifier = label_set.classifier.to(dense.features.device,
-                                                     dense.features.dtype)
-                seg = zero_shot.segment(dense.features, classifier, self.temperature,
-                                        self.model_output_size, threshold)
-                clock.lap('zero_shot')
-            results = [self._frame(i, size, dense, seg, label_set) for i, size in
-                       enumerate(sizes)]
+            dense = DenseOutputs(None, None, None)
+            if whole_tasks:
+                pixels = torch.cat([processing.to_pixel_values(
+                    _shrink_huge(f, self.backend.input_size), self.backend.input_size,
+                    self.backend.device) for f in frames])
+                clock.lap('preprocess')
+                dense = self.backend.infer(pixels, whole_tasks)
+                clock.lap('inference')
+            slide_probs = None
+            if sliding:
+                slide_probs = self.slide.probabilities(
+                    [_shrink_huge(f, self.slide.slide_size(f.shape[:2])) for f in frames],
+                    label_set.classifier, self.temperature)
+                clock.lap('zero_shot_slide')
+            results = []
+            for i, size in enumerate(sizes):
+                seg = None
+                if 'segmentation' in tasks:
+                    seg = self._segment(i, size, dense, slide_probs, label_set, threshold)
+                results.append(self._frame(i, size, dense, seg, label_set))
             clock.lap('postprocess')
         return results
+
+    def _segment(self, i, size, dense, slide_probs, label_set, threshold
+                 ) -> zero_shot.Segmentation:
+        """Labels at the output size: probabilities (or cosines) upsampled, argmax there."""
+        if slide_probs is None:
+            features = dense.features[i:i + 1]
+            classifier = label_set.classifier.to(features.device, features.dtype)
+            return zero_shot.segment(features, classifier, self.temperature, size, threshold)
+        probs = processing.resize_dense(slide_probs[i][None], size, 'bilinear')
+        confidence, labels = probs.max(dim=1)
+        labels = labels.to(torch.uint8).masked_fill(confidence < threshold,
+                                                    zero_shot.UNLABELLED)
+        return zero_shot.Segmentation(labels, confidence)
 
     def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
         depth = normals = labels = confidence = None
@@ -114,12 +141,8 @@ class Pipeline:
                                               'normals')
             normals = _numpy(normals[0].permute(1, 2, 0))
         if seg is not None:
-            conf8 = (seg.confidence[i:i + 1, None] * 255).round_().to(torch.uint8)
-            labels = seg.labels[i:i + 1, None]
-            if tuple(size) != self.model_output_size:
-                labels = processing.resize_dense(labels, size, 'nearest')
-                conf8 = processing.resize_dense(conf8, size, 'nearest')
-            labels, confidence = _numpy(labels)[0, 0], _numpy(conf8)[0, 0]
+            conf8 = (seg.confidence * 255).round_().to(torch.uint8)
+            labels, confidence = _numpy(seg.labels)[0], _numpy(conf8)[0]
         return FrameResult(tuple(size), depth, normals, labels, confidence,
                            label_set if seg is not None else None)
 
