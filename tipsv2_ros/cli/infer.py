@@ -1,7 +1,8 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """``tipsv2 infer IMAGE...``: depth, normals and open-vocabulary segmentation of image files.
 
-Writes ``<image>_depth.png``, ``<image>_normals.png`` and ``<image>_segmentation.png`` into
+Writes ``<image>_depth.png``, ``<image>_normals.png`` and ``<image>_segmentation.png`` (and
+``<image>_ade20k.png`` with ``--segmentation-head``, the ADE20K head's classes) into
 ``--out``. Weights come from ``tipsv2 download`` (``--variant``) or explicit files; the
 tasks follow the files given (no depth head, no depth). ``--save-raw FILE.npz`` writes every
 raw array of the first image under the key names of the golden reference set.
@@ -60,6 +61,7 @@ def run(args) -> int:
 
     from tipsv2_ros import processing
     from tipsv2_ros.cli import views
+    from tipsv2_ros.model.ade20k import class_names
     from tipsv2_ros.model.reference import raw_outputs, raw_slide_outputs
     from tipsv2_ros.runtime import factory
     from tipsv2_ros.runtime.labels import LabelError
@@ -67,6 +69,9 @@ def run(args) -> int:
     explicit_size, args.input_size = args.input_size, args.input_size or '448'
     try:
         values = weight_values(args)
+        if values.get('model.segmentation_head') and 'tasks' in values and \
+                args.backend in ('torch', 'auto'):  # the ADE20K head's view (torch only)
+            values['tasks'] = [*values['tasks'], 'ade20k']
         values.update({'segmentation.mode': args.zero_shot_mode,
                        'segmentation.window': args.window, 'segmentation.stride': args.stride,
                        'segmentation.frame_size': explicit_size or ''})
@@ -89,7 +94,9 @@ def run(args) -> int:
         result = runtime.pipeline.run([frame], tasks, label_set, args.output_resolution,
                                       args.threshold)[0]
         names = label_set.names if label_set else ()
-        rendered = views.render(frame, result.depth, result.normals, result.labels, names)
+        rendered = views.render(frame, result.depth, result.normals, result.labels, names,
+                                ade20k_labels=result.ade20k_labels, ade20k_names=class_names(
+                                    runtime.model.config.dpt.segmentation_classes))
         written = views.save(out, pathlib.Path(path).stem, rendered)
         print(f'[infer] {path}: ' + ', '.join(str(p) for p in written))
         if index == 0 and args.save_raw:

@@ -29,6 +29,8 @@ class DenseOutputs(NamedTuple):
     depth: Optional[torch.Tensor]  # (B, 1, H', W') metres; H', W' = 8h, 8w for even grids
     normals: Optional[torch.Tensor]  # (B, 3, H', W') unit vectors
     features: Optional[torch.Tensor]  # (B, h, w, D) L2-normalised value-trick features
+    # (B, classes, H', W') ADE20K head logits; not part of the exported path (torch only)
+    ade20k: Optional[torch.Tensor] = None
 
 
 class EncoderOutputs(NamedTuple):

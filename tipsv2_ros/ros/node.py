@@ -21,11 +21,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from tipsv2_ros.model import ade20k
 from tipsv2_ros.ros import image_decode, params as node_params
 from tipsv2_ros.ros.camera_io import CameraIO
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
 from tipsv2_ros.runtime import factory
+from tipsv2_ros.runtime.base import TASKS
 from tipsv2_ros.srv import SetLabels
 
 
@@ -59,7 +61,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._stop = False
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
                       'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
-                      'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
+                      'head_runs': dict.fromkeys(TASKS, 0),
                       'last_latency_ms': None, 'label_generation': self._labels.generation}
 
         reliability = (ReliabilityPolicy.BEST_EFFORT
@@ -72,6 +74,10 @@ class PerceptionNode(ReconfigureMixin, Node):
         for camera in self.cameras:
             camera.publish_labels(self._labels, self.params['segmentation.threshold'],
                                   self.get_clock().now().to_msg())
+            if 'ade20k' in self.params['tasks']:
+                camera.publish_ade20k_info(ade20k.class_names(
+                    self.runtime.model.config.dpt.segmentation_classes),
+                    self.get_clock().now().to_msg())
         service_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SetLabels, 'set_labels', self._on_set_labels,
                             callback_group=service_group)

@@ -12,6 +12,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from tipsv2_ros.model.zero_shot import TEMPLATES
+from tipsv2_ros.runtime.base import TASKS
 from tipsv2_ros.runtime.pipeline import parse_input_size
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
@@ -39,8 +40,9 @@ SPECS: Dict[str, Spec] = {
     'model.tokenizer': Spec('', 'SentencePiece tokenizer.model.', True),
     'model.depth_head': Spec('', 'Depth DPT head (.zip or .safetensors).', True),
     'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
-    'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
-                                    'symmetry with `tipsv2 infer`.', True),
+    'model.segmentation_head': Spec('', 'ADE20K segmentation DPT head (.zip or .safetensors) '
+                                    'for the ade20k task; unused by the zero-shot '
+                                    'segmentation.', True),
     'model.config': Spec('', 'Model hyper-parameters (JSON, the golden config.json layout) for '
                          'weights of no official variant; empty: a config.json next to the '
                          'vision weights, else recognised by their shapes.', True),
@@ -63,7 +65,8 @@ SPECS: Dict[str, Spec] = {
     'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
                               True),
     'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
-                  'only while its outputs have subscribers.', True),
+                  'only while its outputs have subscribers. ade20k (the closed-vocabulary '
+                  'ADE20K head, torch backend) needs model.segmentation_head.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
                     "is one camera on the node's own image topic.", True),
     'labels': Spec(list(DEFAULT_LABELS), 'Open-vocabulary labels (also set by the set_labels '
@@ -133,9 +136,9 @@ def check(name: str, value: Any) -> Optional[str]:
         except ValueError as error:
             return str(error)
     if name == 'tasks':
-        bad = set(value) - {'depth', 'normals', 'segmentation'}
+        bad = set(value) - set(TASKS)
         if bad or not value:
-            return f'tasks must be a non-empty subset of depth, normals, segmentation: {value}'
+            return f'tasks must be a non-empty subset of {", ".join(TASKS)}: {value}'
     if name == 'cameras' and len(set(value)) != len(value):
         return f'cameras must be distinct: {value}'
     return None

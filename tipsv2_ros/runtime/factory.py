@@ -24,6 +24,7 @@ TASK_FILES = {
     'depth': ('model.depth_head',),
     'normals': ('model.normals_head',),
     'segmentation': ('model.text_weights', 'model.tokenizer'),
+    'ade20k': ('model.segmentation_head',),
 }
 FILE_PARAMS = ('model.vision_weights', 'model.text_weights', 'model.tokenizer',
                'model.depth_head', 'model.normals_head', 'model.segmentation_head')
@@ -74,8 +75,9 @@ def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
         'model.tokenizer': found.tokenizer, 'model.depth_head': found.depth_head,
         'model.normals_head': found.normals_head,
         'model.segmentation_head': found.segmentation_head}
-    # The ADE20K head is not used by the node's zero-shot masks: load it only when named.
-    downloaded['model.segmentation_head'] = None
+    # The ADE20K head is not used by the zero-shot masks: load it only for the ade20k task.
+    if 'ade20k' not in values.get('tasks', ()):
+        downloaded['model.segmentation_head'] = None
     return {name: explicit[name] or (str(downloaded[name]) if downloaded[name] else None)
             for name in FILE_PARAMS}
 

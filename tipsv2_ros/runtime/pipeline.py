@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tipsv2_ros import processing
-from tipsv2_ros.model import zero_shot
+from tipsv2_ros.model import ade20k, zero_shot
 from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.runtime.base import Backend
 from tipsv2_ros.runtime.labels import LabelSet
@@ -61,6 +61,8 @@ class FrameResult(NamedTuple):
     labels: Optional[np.ndarray] = None       # (H, W) uint8, 255 = no label
     confidence: Optional[np.ndarray] = None   # (H, W) uint8, probability x 255
     label_set: Optional[LabelSet] = None      # the labels ``labels`` index into
+    ade20k_labels: Optional[np.ndarray] = None      # (H, W) uint8 ADE20K class index
+    ade20k_confidence: Optional[np.ndarray] = None  # (H, W) uint8, probability x 255
 
 
 class Pipeline:
@@ -104,18 +106,16 @@ class Pipeline:
                 clock.lap('preprocess')
                 dense = self.backend.infer(pixels, whole_tasks)
                 clock.lap('inference')
-            slide_probs = None
-            if sliding:
+            segs = [None] * len(frames)
+            if 'segmentation' in tasks:
                 slide_probs = self.slide.probabilities(
                     [_shrink_huge(f, self.slide.slide_size(f.shape[:2])) for f in frames],
-                    label_set.classifier, self.temperature)
-                clock.lap('zero_shot_slide')
-            results = []
-            for i, size in enumerate(sizes):
-                seg = None
-                if 'segmentation' in tasks:
-                    seg = self._segment(i, size, dense, slide_probs, label_set, threshold)
-                results.append(self._frame(i, size, dense, seg, label_set))
+                    label_set.classifier, self.temperature) if sliding else None
+                segs = [self._segment(i, size, dense, slide_probs, label_set, threshold)
+                        for i, size in enumerate(sizes)]
+                clock.lap('zero_shot')
+            results = [self._frame(i, size, dense, seg, label_set)
+                       for i, (size, seg) in enumerate(zip(sizes, segs))]
             clock.lap('postprocess')
         return results
 
@@ -141,10 +141,14 @@ class Pipeline:
                                               'normals')
             normals = _numpy(normals[0].permute(1, 2, 0))
         if seg is not None:
-            conf8 = (seg.confidence * 255).round_().to(torch.uint8)
-            labels, confidence = _numpy(seg.labels)[0], _numpy(conf8)[0]
+            labels, confidence = _labels_and_confidence(seg)
+        ade20k_labels = ade20k_confidence = None
+        if dense.ade20k is not None:
+            ade20k_labels, ade20k_confidence = _labels_and_confidence(
+                ade20k.segment(dense.ade20k[i:i + 1], size))
         return FrameResult(tuple(size), depth, normals, labels, confidence,
-                           label_set if seg is not None else None)
+                           label_set if seg is not None else None, ade20k_labels,
+                           ade20k_confidence)
 
 
 def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
@@ -159,6 +163,12 @@ def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
     if frame.shape[0] * frame.shape[1] <= HOST_SHRINK_PIXELS:
         return frame
     return processing.resize_rgb(frame, size)
+
+
+def _labels_and_confidence(seg: zero_shot.Segmentation) -> Tuple[np.ndarray, np.ndarray]:
+    """One frame's labels and confidence x 255 as (H, W) uint8 arrays."""
+    conf8 = (seg.confidence * 255).round_().to(torch.uint8)
+    return _numpy(seg.labels)[0], _numpy(conf8)[0]
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
