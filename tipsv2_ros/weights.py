@@ -101,9 +101,12 @@ def official_files(variant: str, source: str = 'gcs', tasks: Iterable[str] = TAS
         return RemoteFile(f'{repo}/{filename}', url, 'Apache-2.0', roles, variant)
 
     heads = tuple(f'{task}_head' for task in TASKS if task in tasks)
+    # The heads' config.json says which activation follows the depth decoder (see
+    # model.hf_checkpoint.hf_depth_activation); it is read from next to the weights.
     return [hf(f'tipsv2-{variant}', 'model.safetensors', ('vision', 'text')),
             hf(f'tipsv2-{variant}', 'tokenizer.model', ('tokenizer',))] + (
-        [hf(f'tipsv2-{variant}-dpt', 'model.safetensors', heads)] if heads else [])
+        [hf(f'tipsv2-{variant}-dpt', 'model.safetensors', heads),
+         hf(f'tipsv2-{variant}-dpt', 'config.json', ())] if heads else [])
 
 
 def resolve_weights(variant: str, cache_dir: os.PathLike | str | None = None,

@@ -21,6 +21,8 @@ from tipsv2_ros.model.dpt import DepthHead, NormalsHead
 from tipsv2_ros.model.vision import Intermediate, VisionTransformer
 
 TASKS = ('depth', 'normals', 'segmentation')
+# The outputs of the (exported) image path, in order: the DenseOutputs fields it fills.
+PATH_OUTPUTS = ('depth', 'normals', 'features')
 
 
 class DenseOutputs(NamedTuple):
