@@ -130,6 +130,20 @@ def test_input_resolution_labels_come_from_upsampled_cosines(runtime):
     np.testing.assert_array_equal(result.labels, seg.labels[0].numpy())
 
 
+def test_label_map_in_blocks_equals_one_pass(monkeypatch):
+    """Labels over class blocks (bounded memory) equal the softmax-argmax of all at once."""
+    scores = 3 * torch.randn(2, 37, 5, 7, generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(torch.nn.functional.interpolate(
+        scores, (30, 41), mode='bilinear', align_corners=False), dim=1)
+    confidence, labels = probs.max(dim=1)
+    monkeypatch.setattr(zero_shot, '_BLOCK_ELEMENTS', 2 * 30 * 41 * 4)  # 4 classes a block
+    seg = zero_shot.label_map(scores, (30, 41), threshold=0.2)
+    torch.testing.assert_close(seg.confidence, confidence, rtol=1e-5, atol=1e-6)
+    sure = confidence >= 0.2
+    assert bool((seg.labels[sure] == labels[sure].to(torch.uint8)).all())
+    assert bool((seg.labels[~sure] == zero_shot.UNLABELLED).all()) and bool((~sure).any())
+
+
 def test_label_bank_caches_embeddings_per_label():
     calls = []
 

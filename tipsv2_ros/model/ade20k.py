@@ -10,9 +10,8 @@ import pathlib
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from tipsv2_ros.model.zero_shot import Segmentation, UNLABELLED
+from tipsv2_ros.model.zero_shot import label_map, Segmentation
 
 CLASSES_FILE = pathlib.Path(__file__).with_name('assets') / 'ade20k_classes.txt'
 
@@ -44,10 +43,4 @@ def segment(logits: torch.Tensor, size: Sequence[int], threshold: float = 0.0
     Returns:
         labels (B, H, W) uint8 and confidence (B, H, W), the winning class's probability.
     """
-    if logits.shape[1] > UNLABELLED:
-        raise ValueError(f'at most {UNLABELLED} classes fit a uint8 label image')
-    logits = F.interpolate(logits.float(), size=tuple(size), mode='bilinear',
-                           align_corners=False)
-    confidence, labels = torch.softmax(logits, dim=1).max(dim=1)
-    labels = labels.to(torch.uint8).masked_fill(confidence < threshold, UNLABELLED)
-    return Segmentation(labels, confidence)
+    return label_map(logits, size, threshold)

@@ -101,10 +101,45 @@ def segment(features: torch.Tensor, classifier: torch.Tensor, temperature: float
     Returns:
         labels (B, H, W) uint8 and confidence (B, H, W).
     """
-    if classifier.shape[0] > UNLABELLED:
+    return label_map(cosine_maps(features, classifier) / temperature, size, threshold)
+
+
+# Elements of one upsampled block of scores: labels are taken in blocks of classes so that
+# 255 labels at a 1080p camera resolution need ~64 MB at a time, not 2 GB.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def label_map(scores: torch.Tensor, size: Sequence[int], threshold: float = 0.0
+              ) -> Segmentation:
+    """Upsample (B, C, h, w) class scores bilinearly to ``size``; label each pixel there.
+
+    The labels are the argmax of the upsampled scores and the confidence is the winner's
+    softmax probability, exactly as upsampling all C maps at once would give; the classes
+    are visited in blocks (a running max and log-sum-exp) to bound the memory.
+
+    Args:
+        scores: logits per class (cosines / temperature, or a head's logits); C <= 255.
+        size: (H, W) of the output.
+        threshold: pixels whose probability is below it get label 255.
+    """
+    batch, classes = scores.shape[:2]
+    if classes > UNLABELLED:
         raise ValueError(f'at most {UNLABELLED} labels fit a uint8 label image '
-                         f'({UNLABELLED} means unlabelled); got {classifier.shape[0]}')
-    confidence, labels = probabilities(features, classifier, temperature, size).max(dim=1)
+                         f'({UNLABELLED} means unlabelled); got {classes}')
+    block = max(1, _BLOCK_ELEMENTS // max(1, batch * int(size[0]) * int(size[1])))
+    best = labels = total = None
+    for start in range(0, classes, block):
+        part = F.interpolate(scores[:, start:start + block].float(), size=tuple(size),
+                             mode='bilinear', align_corners=False)
+        value, index = part.max(dim=1)
+        partial = torch.logsumexp(part, dim=1)
+        if best is None:
+            best, labels, total = value, index, partial
+            continue
+        better = value > best  # ties keep the earlier class, as one argmax would
+        labels = torch.where(better, index + start, labels)
+        best, total = torch.maximum(best, value), torch.logaddexp(total, partial)
+    confidence = torch.exp(best - total)
     labels = labels.to(torch.uint8).masked_fill(confidence < threshold, UNLABELLED)
     return Segmentation(labels, confidence)
 
