@@ -61,7 +61,9 @@ class PerceptionNode(ReconfigureMixin, Node):
         self._stop = False
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
                       'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
-                      'head_runs': dict.fromkeys(TASKS, 0),
+                      # ade20k only when enabled: the default status stays as it was.
+                      'head_runs': dict.fromkeys(
+                          [t for t in TASKS if t != 'ade20k' or t in self.params['tasks']], 0),
                       'last_latency_ms': None, 'label_generation': self._labels.generation}
 
         reliability = (ReliabilityPolicy.BEST_EFFORT
