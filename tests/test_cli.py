@@ -78,3 +78,22 @@ def test_infer_reports_bad_files(tmp_path, capsys):
     assert main(['infer', str(GOLDEN / 'image_0.png'), '--vision-weights', str(missing),
                  '--depth-head', str(GOLDEN / 'depth_dpt.zip')]) == 1
     assert 'no such file' in capsys.readouterr().err
+
+
+def test_infer_query_writes_the_heatmap_views(tmp_path, capsys):
+    argv = ['infer', str(GOLDEN / 'image_1.png'), '--input-size', '98x126',
+            '--vision-weights', str(GOLDEN / 'vision.npz'),
+            '--text-weights', str(GOLDEN / 'text.npz'),
+            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
+            '--labels', 'cat,dog,floor', '--out', str(tmp_path),
+            '--query', 'fire extinguisher', '--query', 'dog']
+    assert main(argv) == 0
+    from PIL import Image
+    views = [np.asarray(Image.open(tmp_path / f'image_1_query_{slug}.png'))
+             for slug in ('fire-extinguisher', 'dog')]
+    for view in views:
+        assert view.shape == (98, 126, 3)  # the image size (--output-resolution input)
+    assert np.abs(views[0].astype(int) - views[1]).max() > 0
+    assert 'image_1_query_dog.png' in capsys.readouterr().out
+    assert main(argv[:-4] + ['--query', ' ']) == 1
+    assert 'phrases must not be empty or blank' in capsys.readouterr().err

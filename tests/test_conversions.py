@@ -2,6 +2,7 @@
 """tipsv2_ros.ros.image_decode and .conversions on messages built in-process (no DDS)."""
 import sys
 
+from cloud_reader import read_cloud, unpack_rgb
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
@@ -245,15 +246,6 @@ def test_scaled_camera_info_folds_roi_and_binning():
         conversions.scaled_camera_info(CameraInfo(), (256, 256))
 
 
-def _read_cloud(msg):
-    """Read x, y, z (and rgb) back through the message's own field table."""
-    names = [f.name for f in msg.fields]
-    dtype = np.dtype({'names': names, 'formats': ['<f4' if not msg.is_bigendian else '>f4'] *
-                      len(names), 'offsets': [f.offset for f in msg.fields],
-                      'itemsize': msg.point_step})
-    return np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width)
-
-
 @pytest.mark.parametrize('with_rgb', [False, True], ids=['xyz', 'xyzrgb'])
 def test_points_to_cloud(with_rgb):
     depth = np.full((3, 5), 2.0, np.float32)
@@ -261,19 +253,41 @@ def test_points_to_cloud(with_rgb):
     points = processing.depth_to_points(depth, np.array([[5.0, 0, 2], [0, 5.0, 1], [0, 0, 1]]))
     rgb = _rgb(3, 5) if with_rgb else None
     msg = conversions.points_to_cloud(points, Header(frame_id='cam'), rgb)
-    step = 16 if with_rgb else 12
+    # depth_image_proc's layouts: xyz padded to 16 bytes; xyzrgb with rgb at 16, 32 bytes.
+    step = 32 if with_rgb else 16
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (3, 5, step, 5 * step)
     assert not msg.is_dense and msg.is_bigendian == NATIVE_BIG and len(msg.data) == 15 * step
     fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    expected = [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1)] + [('rgb', 12, 7, 1)] * with_rgb
+    expected = [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1)] + [('rgb', 16, 7, 1)] * with_rgb
     assert fields == expected  # 7 = PointField.FLOAT32
-    cloud = _read_cloud(deserialize_message(serialize_message(msg), PointCloud2))
-    xyz = np.stack([cloud['x'], cloud['y'], cloud['z']], -1)
-    assert np.array_equal(xyz, points, equal_nan=True) and np.isnan(xyz[1, 2]).all()
+    cloud = read_cloud(deserialize_message(serialize_message(msg), PointCloud2))
+    assert np.array_equal(cloud['xyz'], points, equal_nan=True)
+    assert np.isnan(cloud['xyz'][1, 2]).all()
     if with_rgb:
-        packed = cloud['rgb'].view(np.uint32)
-        unpacked = np.stack([packed >> 16, packed >> 8 & 255, packed & 255], -1)
-        assert np.array_equal(unpacked, rgb)
+        assert np.array_equal(unpack_rgb(cloud['rgb']), rgb)
+    # Padding bytes are zero: byte 12 of every point in both layouts.
+    assert not np.frombuffer(msg.data, np.uint8).reshape(-1, step)[:, 12:16].any()
+
+
+def test_semantic_cloud_layout():
+    depth = np.full((4, 6), 1.5, np.float32)
+    depth[2, 3] = np.inf
+    points = processing.depth_to_points(depth, np.array([[5.0, 0, 2], [0, 5.0, 1], [0, 0, 1]]))
+    rgb = _rgb(4, 6, seed=3)
+    labels = np.random.default_rng(1).integers(0, 4, (4, 6), dtype=np.uint8)
+    labels[0, 0] = 255
+    confidence = np.random.default_rng(2).random((4, 6), dtype=np.float32)
+    msg = conversions.points_to_cloud(points, Header(frame_id='cam'), rgb, labels, confidence)
+    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
+    assert fields == [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 16, 7, 1),
+                      ('label', 20, 2, 1), ('confidence', 24, 7, 1)]  # 2 = UINT8
+    assert (msg.point_step, msg.row_step, len(msg.data)) == (32, 6 * 32, 24 * 32)
+    cloud = read_cloud(deserialize_message(serialize_message(msg), PointCloud2))
+    assert np.array_equal(cloud['xyz'], points, equal_nan=True)
+    assert np.isnan(cloud['xyz'][2, 3]).all() and np.isfinite(cloud['xyz'][0, 0]).all()
+    assert np.array_equal(unpack_rgb(cloud['rgb']), rgb)
+    assert np.array_equal(cloud['label'], labels) and cloud['label'].dtype == np.uint8
+    assert np.array_equal(cloud['confidence'], confidence)
 
 
 def test_points_to_cloud_errors():
@@ -281,6 +295,12 @@ def test_points_to_cloud_errors():
         conversions.points_to_cloud(np.zeros((2, 2, 3)))
     with pytest.raises(ValueError, match='rgb must be'):
         conversions.points_to_cloud(np.zeros((2, 2, 3), np.float32), None, np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match='go together'):
+        conversions.points_to_cloud(np.zeros((2, 2, 3), np.float32), None, None,
+                                    np.zeros((2, 2), np.uint8))
+    with pytest.raises(ValueError, match='confidence must be'):
+        conversions.points_to_cloud(np.zeros((2, 2, 3), np.float32), None, None,
+                                    np.zeros((2, 2), np.uint8), np.zeros((2, 2)))
 
 
 def test_messages_serialise():

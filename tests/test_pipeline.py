@@ -107,6 +107,17 @@ def test_slide_mode_runs_heads_once_and_slides_the_features(sliding_runtime):
     np.testing.assert_allclose(result.confidence, np.round(confidence.numpy() * 255), atol=1)
 
 
+def test_slide_mode_keeps_whole_frame_features_for_queries_on_demand(sliding_runtime):
+    """Text queries score whole-frame features: computed in slide mode only when asked."""
+    labels = sliding_runtime.labels.build(LABELS, zero_shot.TEMPLATES)
+    pipeline = sliding_runtime.pipeline
+    plain = pipeline.run([_frame(60, 90)], {'segmentation'}, labels)[0]
+    assert plain.features is None and plain.labels is not None
+    kept = pipeline.run([_frame(60, 90)], {'segmentation'}, labels, keep_features=True)[0]
+    assert kept.features.shape == (8, 8, 64)  # the 112x112 whole-frame grid
+    np.testing.assert_array_equal(kept.labels, plain.labels)  # labels still from windows
+
+
 def test_slide_mode_settings_are_checked(tiny_params):
     for settings, message in (({'segmentation.window': 56, 'segmentation.stride': 57},
                                'stride <= window'),

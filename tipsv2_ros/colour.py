@@ -56,6 +56,16 @@ def colorize_depth(depth: np.ndarray, vmin: Optional[float] = None,
     return rgb
 
 
+def turbo(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] (NaN counts as 0) to Turbo colours: 0 blue, 1 red.
+
+    Returns:
+        (..., 3) uint8 RGB.
+    """
+    index = np.nan_to_num(np.clip(np.asarray(values, np.float32), 0.0, 1.0)) * 255 + 0.5
+    return _turbo_lut()[index.astype(np.uint8)]
+
+
 def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     """Map (H, W, 3) unit normals to colours, (n + 1) / 2 * 255; NaN is black.
 

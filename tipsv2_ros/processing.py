@@ -217,21 +217,42 @@ def scale_camera_info(k: np.ndarray, p: np.ndarray, src: Size,
             a @ np.asarray(p, np.float64).reshape(3, 4))
 
 
+def projection_matrix(k: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Return the 3x3 camera matrix depth is back-projected through: P's, else K's.
+
+    P (the rectified projection, left 3x3) is what image_geometry and depth_image_proc use,
+    so points built from a rectified depth image land where they do. A P whose focal lengths
+    are not positive and finite (P all zeros, as some drivers publish for raw images) gives
+    K instead: then the image is taken as it is, its distortion is not undone.
+    """
+    p = np.asarray(p, np.float64).reshape(3, 4)
+    if np.isfinite(p[:, :3]).all() and p[0, 0] > 0 and p[1, 1] > 0:
+        return p[:, :3].copy()
+    return np.asarray(k, np.float64).reshape(3, 3)
+
+
 def depth_to_points(depth: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Back-project an (H, W) depth map in metres through the camera matrix ``k``.
+    """Back-project an (H, W) depth map in metres through a camera matrix, as image_geometry.
+
+    x = (u - cx) / fx * z and y = (v - cy) / fy * z at pixel (u, v) (the formula of
+    depth_image_proc's point_cloud_xyz; the skew term is ignored there, so here too).
+
+    Args:
+        depth: (H, W) metres.
+        k: a 3x3 camera matrix, e.g. from `projection_matrix`.
 
     Returns:
         (H, W, 3) float32 XYZ in the camera optical frame (x right, y down, z forward); NaN
         where the depth is not finite and positive.
     """
     k = np.asarray(k, np.float64).reshape(3, 3)
-    if k[0, 0] == 0 or k[1, 1] == 0:
+    if not (k[0, 0] > 0 and k[1, 1] > 0):
         raise ValueError('the camera matrix has a zero focal length (uncalibrated camera?)')
     depth = np.asarray(depth, np.float32)
     h, w = depth.shape
     z = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
     y1 = ((np.arange(h) - k[1, 2]) / k[1, 1])[:, None]  # (H, 1) y / z
-    x1 = (np.arange(w)[None, :] - k[0, 2] - k[0, 1] * y1) / k[0, 0]  # (H, W) x / z, with skew
+    x1 = ((np.arange(w) - k[0, 2]) / k[0, 0])[None, :]  # (1, W) x / z
     points = np.empty((h, w, 3), np.float32)
     np.multiply(x1, z, out=points[..., 0], casting='unsafe')
     np.multiply(y1, z, out=points[..., 1], casting='unsafe')

@@ -3,8 +3,10 @@
 
 Writes ``<image>_depth.png``, ``<image>_normals.png`` and ``<image>_segmentation.png`` (and
 ``<image>_ade20k.png`` with ``--segmentation-head``, the ADE20K head's classes) into
-``--out``. Weights come from ``tipsv2 download`` (``--variant``) or explicit files; the
-tasks follow the files given (no depth head, no depth). ``--save-raw FILE.npz`` writes every
+``--out``; with ``--query PHRASE`` also ``<image>_query_<phrase>.png``, the phrase's heatmap
+(its probability against the labels plus the phrase) over the image. Weights come from
+``tipsv2 download`` (``--variant``) or explicit files; the tasks follow the files given (no
+depth head, no depth). ``--save-raw FILE.npz`` writes every
 raw array of the first image under the key names of the golden reference set.
 
 ``--zero-shot-mode slide`` segments with the official sliding windows (``--window`` pixels
@@ -29,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument('--templates', metavar='FILE',
                         help='prompt templates, one per line with {} for the label '
                         '(default: the 9 official TIPS templates)')
+    parser.add_argument('--query', action='append', default=[], metavar='PHRASE',
+                        help='also write the heatmap view of this phrase, e.g. "fire '
+                        'extinguisher" (repeatable; the labels stay as given)')
     parser.add_argument('--threshold', type=float, default=0.0,
                         help='confidence below which a pixel gets no label')
     parser.add_argument('--output-resolution', choices=('input', 'model'), default='input',
@@ -64,7 +69,7 @@ def run(args) -> int:
     from tipsv2_ros.model.ade20k import class_names
     from tipsv2_ros.model.reference import raw_outputs, raw_slide_outputs
     from tipsv2_ros.runtime import factory
-    from tipsv2_ros.runtime.labels import LabelError
+    from tipsv2_ros.runtime.labels import LabelError, validate_phrases
 
     explicit_size, args.input_size = args.input_size, args.input_size or '448'
     try:
@@ -80,6 +85,9 @@ def run(args) -> int:
         label_set = None
         if 'segmentation' in runtime.backend.tasks:
             label_set = runtime.labels.build(args.labels.split(','), templates)
+        phrases = validate_phrases(args.query) if args.query else ()
+        if phrases and label_set is None:
+            raise ValueError('--query needs the text weights and tokenizer (segmentation)')
     except (factory.StartupError, LabelError, ValueError, OSError) as error:
         print(f'tipsv2 infer: error: {error}', file=sys.stderr)
         return 1
@@ -92,12 +100,15 @@ def run(args) -> int:
             print(f'tipsv2 infer: skipping {path}: {error}', file=sys.stderr)
             continue
         result = runtime.pipeline.run([frame], tasks, label_set, args.output_resolution,
-                                      args.threshold)[0]
+                                      args.threshold, keep_features=bool(phrases))[0]
         names = label_set.names if label_set else ()
         rendered = views.render(frame, result.depth, result.normals, result.labels, names,
                                 ade20k_labels=result.ade20k_labels, ade20k_names=class_names(
                                     runtime.model.config.dpt.segmentation_classes))
         written = views.save(out, pathlib.Path(path).stem, rendered)
+        if phrases:
+            written += views.save_queries(out, pathlib.Path(path).stem, frame, result,
+                                          runtime, phrases)
         print(f'[infer] {path}: ' + ', '.join(str(p) for p in written))
         if index == 0 and args.save_raw:
             pixels = processing.to_pixel_values(frame, runtime.backend.input_size,

@@ -5,12 +5,15 @@ Depth as a colormap with its range, normals as RGB, the segmentation as an overl
 legend. Outputs of random weights carry a red banner on every image: they are meaningless.
 """
 import pathlib
+import re
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from tipsv2_ros import colour, processing
+from tipsv2_ros.heatmap_view import heatmap_view
+from tipsv2_ros.runtime.query import phrase_heatmaps
 
 MEANINGLESS = 'RANDOM WEIGHTS - OUTPUT IS MEANINGLESS'
 
@@ -95,5 +98,27 @@ def save(out_dir: pathlib.Path, stem: str, views: Dict[str, Image.Image]) -> lis
     for name, image in views.items():
         path = out_dir / f'{stem}_{name}.png'
         image.save(path)
+        paths.append(path)
+    return paths
+
+
+def save_queries(out_dir: pathlib.Path, stem: str, rgb: np.ndarray, result, runtime,
+                 phrases: Sequence[str]) -> list:
+    """Write ``<stem>_query_<phrase>.png``, each phrase's heatmap view; return the paths.
+
+    The heatmaps are those of the node's query service, on the frame's kept features.
+    """
+    label_set, pipeline = result.label_set, runtime.pipeline
+    embeddings = runtime.labels.embed(phrases, label_set.templates)
+    scored = phrase_heatmaps(result.features, label_set.classifier, label_set.names,
+                             embeddings, phrases, pipeline.temperature,
+                             pipeline.model_output_size, result.size)
+    background = processing.resize_rgb(rgb, result.size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for phrase, heat, best in zip(phrases, scored.heatmaps, scored.best_scores):
+        slug = re.sub(r'[^a-z0-9]+', '-', phrase.lower()).strip('-')[:60] or 'phrase'
+        path = out_dir / f'{stem}_query_{slug}.png'
+        Image.fromarray(heatmap_view(background, heat, f'{phrase} (best {best:.2f})')).save(path)
         paths.append(path)
     return paths

@@ -26,7 +26,7 @@ from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import paired_ratio, Samples, timed
 from tipsv2_ros.ros import bench_messages, conversions
 from tipsv2_ros.ros.player import camera_info_from
-from tipsv2_ros.srv import SetLabels
+from tipsv2_ros.srv import Query, SetLabels
 
 NAMESPACE = '/tipsv2_bench'
 IMAGE_OUTPUTS = ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
@@ -45,6 +45,7 @@ class BenchClient(Node):
         self.image_pub = self.create_publisher(Image, f'{namespace}/image', sensor)
         self.info_pub = self.create_publisher(CameraInfo, f'{namespace}/camera_info', sensor)
         self.set_labels = self.create_client(SetLabels, f'{namespace}/set_labels')
+        self.query = self.create_client(Query, f'{namespace}/query')
         self.outputs = [t for t in IMAGE_OUTPUTS if t.split('/')[0] in tasks]
         if 'depth' in tasks:
             self.outputs.append('depth/camera_info')
@@ -150,7 +151,7 @@ def _measure(client: BenchClient, frame, in_process, iterations, warmup, log) ->
                     value=f'{total / 1e6:.2f} MB', target='<= 2 MB', passed=total <= 2e6,
                     note=f'serialized, MB: {parts}'))
     rows.append(_hiccup(client, one, e2e.p50, msg, info))
-    return rows
+    return rows + _queries(client, e2e, iterations)
 
 
 def _first_frame(client: BenchClient, msg, info, timeout: float = 600.0) -> None:
@@ -201,6 +202,51 @@ def _hiccup(client: BenchClient, one, baseline: float, msg, info) -> Row:
                f'frame(s) ran; worst frame {worst * 1e3:.0f} ms vs p50 {baseline * 1e3:.0f} ms, '
                f'next frame {after * 1e3:.0f} ms. A frame that waited would be late by the '
                'whole change; PASS when the hiccup is below it (frames only share the CPU)')
+
+
+def _queries(client: BenchClient, frames: Samples, iterations: int) -> List[Row]:
+    """Time the query service's round trip, a cached and an uncached phrase, vs the frame.
+
+    The node answers on its latest frame's kept features: an uncached phrase costs one text
+    encoding (the active templates) and the product, a cached one the product only.
+    """
+    names = {'cached': ('query latency, cached phrase (service round trip) / frame time', 0.1),
+             'uncached': ('query latency, uncached phrase (service round trip) / frame time',
+                          0.5)}
+    why = None
+    if not any(topic.startswith('segmentation') for topic in client.outputs):
+        why = 'needs the segmentation task'
+    elif not client.spin_until(client.query.service_is_ready, 10.0):
+        why = 'query service not available'
+    if why:
+        return [Row.skipped(SECTIONS[2], name, why, f'<= {limit:g}')
+                for name, limit in names.values()]
+
+    def call(phrase: str) -> float:
+        start = time.perf_counter()
+        future = client.query.call_async(Query.Request(phrases=[phrase]))
+        if not client.spin_until(future.done, 120.0) or not future.result().success:
+            raise RuntimeError(f'query {phrase!r} failed: '
+                               f'{future.result().message if future.done() else "timeout"}')
+        return time.perf_counter() - start
+    samples = {'cached': Samples(), 'uncached': Samples()}
+    try:
+        call('fire extinguisher')  # a first query: the phrase is cached from here on
+        for i in range(iterations):  # in turn, so that both see the same machine load
+            samples['cached'].append(call('fire extinguisher'))
+            samples['uncached'].append(call(f'bench query phrase {i} {time.monotonic_ns()}'))
+    except RuntimeError as error:
+        return [Row.skipped(SECTIONS[2], name, str(error)[:200], f'<= {limit:g}')
+                for name, limit in names.values()]
+    rows = []
+    for kind, (name, limit) in names.items():
+        values = samples[kind]
+        note = (f'p50 {values.p50 * 1e3:.1f} ms vs node end to end p50 {frames.p50 * 1e3:.0f} '
+                'ms; ' + ('the matrix product on the kept features' if kind == 'cached' else
+                          'one text encoding (9 templates) + the product'))
+        rows.append(ratio_row(name, values.p50 / frames.p50, limit, note, p50=values.p50,
+                              p90=values.p90))
+    return rows
 
 
 def run(sections, **kwargs) -> List[Row]:

@@ -12,12 +12,13 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo
 
 from tipsv2_ros.bench.table import Row, SECTIONS
 from tipsv2_ros.bench.timing import measure
 from tipsv2_ros.ros import conversions, image_decode
-from tipsv2_ros.ros.camera_io import output_arrays
+from tipsv2_ros.ros.camera_io import cloud_message, output_arrays
 
 # Its own namespace, next to bench_e2e's '/tipsv2_bench', so no node output is mixed in.
 NAMESPACE = '/tipsv2_bench_messages'
@@ -61,6 +62,25 @@ def message_stages(result, frame: np.ndarray, iterations: int, warmup: int,
                        note='subscriber in this process: DDS delivery, no network'),
         ]
         del subs
-        return rows
+        return rows + semantic_cloud(result, frame, incoming.header, info, iterations, warmup)
     finally:
         node.destroy_node()
+
+
+def semantic_cloud(result, frame: np.ndarray, header, info: CameraInfo, iterations: int,
+                   warmup: int) -> List[Row]:
+    """depth/points with rgb, label and confidence (publish_points): build time and size."""
+    names = ('semantic point cloud creation (depth/points with rgb, label, confidence)',
+             'semantic point cloud: bytes per frame')
+    if result.depth is None or result.labels is None:
+        why = 'needs the depth and segmentation tasks'
+        return [Row.skipped(SECTIONS[0], names[0], why), Row.skipped(SECTIONS[2], names[1], why)]
+    scaled = conversions.scaled_camera_info(info, result.size, header)
+    msg = cloud_message(result, frame, header, scaled, True)
+    size = len(serialize_message(msg))
+    return [Row.timing(SECTIONS[0], names[0], measure(
+                lambda: cloud_message(result, frame, header, scaled, True), iterations, warmup)),
+            Row(SECTIONS[2], names[1], value=f'{size / 1e6:.2f} MB',
+                note=f'serialized; organised {msg.width}x{msg.height}, {msg.point_step} bytes a '
+                'point (x y z, rgb, label, confidence; depth_image_proc xyzrgb layout); on top '
+                'of P7 when publish_points is on')]

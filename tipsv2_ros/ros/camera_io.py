@@ -71,12 +71,37 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
     return out
 
 
+def cloud_message(result: FrameResult, frame: np.ndarray, header, scaled_info: CameraInfo,
+                  semantic: bool) -> PointCloud2:
+    """Return depth/points for one frame: organised, pixel for pixel with the label image.
+
+    Back-projected through P as depth_image_proc and image_geometry do (K when P is unset,
+    `processing.projection_matrix`), from ``scaled_info`` (the published depth/camera_info).
+    ``semantic`` adds rgb (the frame at the output size), label and confidence; the layout
+    does not depend on what ran: a frame without segmentation gets label 255, confidence 0.
+    """
+    points = processing.depth_to_points(
+        result.depth, processing.projection_matrix(scaled_info.k, scaled_info.p))
+    if not semantic:
+        return conversions.points_to_cloud(points, header)
+    rgb = processing.resize_rgb(frame, result.size)
+    if result.labels is None:
+        labels = np.full(result.size, 255, np.uint8)
+        confidence = np.zeros(result.size, np.float32)
+    else:
+        labels = result.labels
+        confidence = result.confidence.astype(np.float32) * np.float32(1 / 255)
+    return conversions.points_to_cloud(points, header, rgb, labels, confidence)
+
+
 class CameraIO:
     """Subscriptions, publishers and the latest unprocessed frame of one camera."""
 
     def __init__(self, node: Node, prefix: str, input_qos: QoSProfile, on_frame,
-                 publish_points: bool):
+                 publish_points: bool, semantic_points: bool = False):
         self.prefix = prefix
+        # depth/points carries rgb, label and confidence too (a fixed layout, whatever runs).
+        self.semantic_points = publish_points and semantic_points
         self._node = node
         self._lock = threading.Lock()
         self._pending: Optional[Image] = None
@@ -131,9 +156,12 @@ class CameraIO:
 
     def wanted_tasks(self, enabled: FrozenSet[str]) -> FrozenSet[str]:
         """Return the enabled tasks whose outputs someone subscribes to right now."""
-        return frozenset(task for task in enabled if any(
+        wanted = frozenset(task for task in enabled if any(
             name in self.pubs and self.pubs[name].get_subscription_count() > 0
             for name in TASK_TOPICS[task]))
+        if self.semantic_points and 'segmentation' in enabled and self._wanted('depth/points'):
+            wanted |= {'segmentation'}  # the semantic cloud's labels
+        return wanted
 
     def publishers_of_input(self) -> int:
         return self._node.count_publishers(self.image_topic)
@@ -149,9 +177,9 @@ class CameraIO:
         for name, array, encoding in output_arrays(result, frame, view_max, self._wanted):
             self.pubs[name].publish(conversions.array_to_image(array, encoding, header))
         if result.depth is not None:
-            self._publish_depth_geometry(result, header, warn, (msg.height, msg.width))
+            self._publish_depth_geometry(result, header, warn, (msg.height, msg.width), frame)
 
-    def _publish_depth_geometry(self, result, header, warn, image_size) -> None:
+    def _publish_depth_geometry(self, result, header, warn, image_size, frame) -> None:
         info = self.camera_info
         if info is None:
             return
@@ -165,9 +193,8 @@ class CameraIO:
         scaled = conversions.scaled_camera_info(info, result.size, header)
         self.info_pub.publish(scaled)
         if self._wanted('depth/points'):
-            k = np.asarray(scaled.k, dtype=np.float64).reshape(3, 3)
-            points = processing.depth_to_points(result.depth, k)
-            self.pubs['depth/points'].publish(conversions.points_to_cloud(points, header))
+            self.pubs['depth/points'].publish(
+                cloud_message(result, frame, header, scaled, self.semantic_points))
 
     def publish_labels(self, label_set: LabelSet, threshold: float, stamp) -> None:
         """Publish the latched label info (and vision_msgs/LabelInfo when available)."""

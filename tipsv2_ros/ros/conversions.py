@@ -155,34 +155,57 @@ def _short(values) -> str:
     return '[' + ', '.join(f'{v:g}' for v in list(values)[:9]) + ']'
 
 
+# Cloud layouts. xyz: depth_image_proc's point_cloud_xyz (x, y, z float32 at 0, 4, 8, padded
+# to 16 bytes). With colour: its point_cloud_xyzrgb (rgb at 16, 32 bytes a point); the
+# semantic fields live in that layout's padding, so any reader of it reads ours.
+_CLOUD_FIELDS = {'x': (0, PointField.FLOAT32, 'f4'), 'y': (4, PointField.FLOAT32, 'f4'),
+                 'z': (8, PointField.FLOAT32, 'f4'), 'rgb': (16, PointField.FLOAT32, 'u4'),
+                 'label': (20, PointField.UINT8, 'u1'),
+                 'confidence': (24, PointField.FLOAT32, 'f4')}
+
+
 def points_to_cloud(points: np.ndarray, header: Optional[Header] = None,
-                    rgb: Optional[np.ndarray] = None) -> PointCloud2:
+                    rgb: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
+                    confidence: Optional[np.ndarray] = None) -> PointCloud2:
     """Build an organised PointCloud2 (height H, width W) from (H, W, 3) float32 XYZ.
 
-    Fields are x, y, z as float32 at offsets 0, 4, 8, plus ``rgb`` at 12 when colours are
-    given: (H, W, 3) uint8 packed as 0x00RRGGBB in the bits of a float32 (the PCL and RViz
-    convention). NaN points stay in place, so ``is_dense`` is False.
+    Fields: x, y, z (float32 at 0, 4, 8; point_step 16). With ``rgb`` ((H, W, 3) uint8) also
+    ``rgb`` at 16, packed as 0x00RRGGBB in the bits of a float32 (the PCL and RViz
+    convention); with ``labels`` ((H, W) uint8, 255 none) and ``confidence`` ((H, W) float32)
+    also ``label`` (uint8 at 20) and ``confidence`` (float32 at 24); point_step 32 with any
+    of them. Padding bytes are zero. NaN points stay in place, so ``is_dense`` is False.
     """
     points = np.asarray(points)
     if points.ndim != 3 or points.shape[2] != 3 or points.dtype != np.float32:
         raise ValueError(f'points must be (H, W, 3) float32, got {points.dtype} {points.shape}')
     h, w = points.shape[:2]
-    fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-              for i, name in enumerate('xyz')]
-    data = points
+    if (labels is None) != (confidence is None):
+        raise ValueError('labels and confidence go together')
+    for name, array, shape, dtype in (('rgb', rgb, (h, w, 3), np.uint8),
+                                      ('labels', labels, (h, w), np.uint8),
+                                      ('confidence', confidence, (h, w), np.float32)):
+        if array is not None and (array.shape != shape or array.dtype != dtype):
+            raise ValueError(f'{name} must be {shape} {np.dtype(dtype).name}, got '
+                             f'{array.dtype} {array.shape}')
+    names = ['x', 'y', 'z'] + ['rgb'] * (rgb is not None) + ['label', 'confidence'] * (
+        labels is not None)
+    point_step = 16 if len(names) == 3 else 32
+    layout = np.dtype({'names': names, 'formats': [_CLOUD_FIELDS[n][2] for n in names],
+                       'offsets': [_CLOUD_FIELDS[n][0] for n in names],
+                       'itemsize': point_step})
+    data = np.zeros((h, w), layout)
+    data['x'], data['y'], data['z'] = points[..., 0], points[..., 1], points[..., 2]
     if rgb is not None:
-        if rgb.shape != points.shape or rgb.dtype != np.uint8:
-            raise ValueError(f'rgb must be ({h}, {w}, 3) uint8, got {rgb.dtype} {rgb.shape}')
-        data = np.empty((h, w, 4), np.float32)
-        data[..., :3] = points
-        packed = data.view(np.uint32)[..., 3]
-        packed[...] = rgb[..., 0].astype(np.uint32) << 16
+        packed = rgb[..., 0].astype(np.uint32) << 16
         packed |= rgb[..., 1].astype(np.uint32) << 8
         packed |= rgb[..., 2]
-        fields.append(PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1))
-    point_step = 4 * data.shape[2]
+        data['rgb'] = packed
+    if labels is not None:
+        data['label'], data['confidence'] = labels, confidence
+    fields = [PointField(name=n, offset=_CLOUD_FIELDS[n][0], datatype=_CLOUD_FIELDS[n][1],
+                         count=1) for n in names]
     msg = PointCloud2(header=_header(header), height=h, width=w,
                       fields=fields, is_bigendian=_NATIVE_BIG, point_step=point_step,
                       row_step=w * point_step, is_dense=False)
-    _fill(msg.data, data)
+    _fill(msg.data, data.view(np.uint8))
     return msg

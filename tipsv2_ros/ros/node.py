@@ -7,7 +7,8 @@ the latest frames and publishes. Labels are embedded on one text thread (the ser
 parameter callback waits for it), off the frame path, and the worker adopts the new
 LabelSet between two frames: no frame mixes label sets, and label info is published by the
 same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`; the
-set_labels service and parameter changes: `reconfigure`.
+set_labels service and parameter changes: `reconfigure`; the query service, which scores
+text on the features the worker keeps per camera: `query`.
 """
 from concurrent.futures import ThreadPoolExecutor
 import json
@@ -24,6 +25,7 @@ from std_msgs.msg import String
 from tipsv2_ros.model import ade20k
 from tipsv2_ros.ros import image_decode, params as node_params
 from tipsv2_ros.ros.camera_io import CameraIO
+from tipsv2_ros.ros.query import QueryService
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
 from tipsv2_ros.runtime import factory
@@ -70,8 +72,9 @@ class PerceptionNode(ReconfigureMixin, Node):
                        if self.params['qos.reliability'] == 'best_effort'
                        else ReliabilityPolicy.RELIABLE)
         input_qos = QoSProfile(depth=self.params['qos.depth'], reliability=reliability)
+        semantic = 'segmentation' in self.runtime.backend.tasks
         self.cameras = [CameraIO(self, prefix.strip('/'), input_qos, self._notify,
-                                 self.params['publish_points'])
+                                 self.params['publish_points'], semantic)
                         for prefix in self.params['cameras']]
         for camera in self.cameras:
             camera.publish_labels(self._labels, self.params['segmentation.threshold'],
@@ -83,6 +86,7 @@ class PerceptionNode(ReconfigureMixin, Node):
         service_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SetLabels, 'set_labels', self._on_set_labels,
                             callback_group=service_group)
+        self.query = QueryService(self, self.cameras, self._text, self._warn)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._status_pub = self.create_publisher(String, '~/status', 10)
         self.create_timer(1.0, self._on_status)
@@ -143,8 +147,9 @@ class PerceptionNode(ReconfigureMixin, Node):
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
         frames, work = [], []
+        queried = self.query.wants_features() and 'segmentation' in enabled
         for camera, msg in batch:
-            wanted = camera.wanted_tasks(enabled)
+            wanted = camera.wanted_tasks(enabled) | ({'segmentation'} if queried else set())
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
                 continue
@@ -164,12 +169,13 @@ class PerceptionNode(ReconfigureMixin, Node):
         label_set = self._labels  # one read: the whole batch uses one label set
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
-            self.params['segmentation.threshold'])
+            self.params['segmentation.threshold'], keep_features=queried)
         for task in tasks:
             self.stats['head_runs'][task] += 1
         for (camera, msg, wanted), frame, result in zip(work, frames, results):
             camera.publish(result, msg, frame, self.params['depth.view_max'],
                            lambda text, c=camera: self._warn(f'info:{c.prefix}', text))
+            self.query.keep(camera.prefix, msg.header, result, frame)
         now = self.get_clock().now().nanoseconds
         stamp = work[-1][1].header.stamp
         self.stats['last_latency_ms'] = round((now - stamp.sec * 1e9 - stamp.nanosec) / 1e6, 1)

@@ -87,8 +87,9 @@ SPECS: Dict[str, Spec] = {
     'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
                               'patch); input: the camera resolution.',
                               choices=('model', 'input')),
-    'publish_points': Spec(False, 'Publish depth/points (organised PointCloud2; needs '
-                           'camera_info).', True),
+    'publish_points': Spec(False, 'Publish depth/points (organised PointCloud2 built like '
+                           "depth_image_proc's, from P; with segmentation also rgb, label and "
+                           'confidence; needs camera_info).', True),
     'depth.view_max': Spec(10.0, 'Depth (m) mapped to the end of the colormap in '
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',

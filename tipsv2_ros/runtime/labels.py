@@ -16,6 +16,8 @@ from tipsv2_ros.model.tokenizer import normalise
 MAX_LABELS = 255
 MAX_LABEL_CHARS = 200
 MAX_TEMPLATES = 64
+# Phrases of one query: each is one row of the query's matrix product and one heatmap.
+MAX_QUERY_PHRASES = 16
 
 
 class LabelError(ValueError):
@@ -65,6 +67,21 @@ def validate_labels(labels: Iterable[str]) -> Tuple[str, ...]:
     return cleaned
 
 
+def validate_phrases(phrases: Iterable[str]) -> Tuple[str, ...]:
+    """Return the cleaned query phrases (whitespace collapsed) or raise LabelError saying why.
+
+    The rules of labels (not blank, printable, at most MAX_LABEL_CHARS), at most
+    MAX_QUERY_PHRASES; a repeated phrase is allowed (it gets its own, equal heatmap).
+    """
+    phrases = list(phrases)
+    if not phrases:
+        raise LabelError('the phrase list is empty; give at least one phrase')
+    if len(phrases) > MAX_QUERY_PHRASES:
+        raise LabelError(f'{len(phrases)} phrases given; a query takes at most '
+                         f'{MAX_QUERY_PHRASES}')
+    return tuple(_check_text('phrase', phrase) for phrase in phrases)
+
+
 def validate_templates(templates: Iterable[str]) -> Tuple[str, ...]:
     """Return the cleaned prompt templates or raise LabelError saying why."""
     templates = list(templates)
@@ -104,8 +121,29 @@ class LabelBank:
         """Validate and embed ``labels``; raise LabelError for a bad request."""
         names = validate_labels(labels)
         templates = validate_templates(templates)
+        rows = self._rows(names, templates)
         with self._lock:
-            missing = [n for n in names if (normalise(n), templates) not in self._cache]
+            self._generation += 1
+            generation = self._generation
+        return LabelSet(names, templates, torch.stack(rows), generation)
+
+    def embed(self, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """Return the (N, D) class embeddings of already validated ``names``.
+
+        The same cache as `build` (a phrase queried once costs a lookup the next time, and a
+        query for an active label costs nothing), but no LabelSet and no new generation.
+        """
+        return torch.stack(self._rows(tuple(names), tuple(templates)))
+
+    def _rows(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> list:
+        with self._lock:
+            # One encoding per distinct text: texts equal after the tokenizer's normalisation
+            # (ASCII lower-casing) are the same text.
+            missing = {}
+            for name in names:
+                if (normalise(name), templates) not in self._cache:
+                    missing.setdefault(normalise(name), name)
+            missing = list(missing.values())
         if missing:
             with torch.inference_mode():
                 fresh = self._encode(missing, templates)
@@ -120,9 +158,7 @@ class LabelBank:
                 rows.append(self._cache[key])
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
-            self._generation += 1
-            generation = self._generation
-        return LabelSet(names, templates, torch.stack(rows), generation)
+        return rows
 
     def cached(self, labels: Iterable[str], templates: Iterable[str]) -> bool:
         """Whether every label's embedding is already cached for these templates."""

@@ -61,6 +61,10 @@ class FrameResult(NamedTuple):
     labels: Optional[np.ndarray] = None       # (H, W) uint8, 255 = no label
     confidence: Optional[np.ndarray] = None   # (H, W) uint8, probability x 255
     label_set: Optional[LabelSet] = None      # the labels ``labels`` index into
+    # (h, w, D) the frame's zero-shot patch features on the device, kept for text queries
+    # (`runtime.query`); a copy, so a backend reusing its output buffers cannot change it.
+    # None in the sliding-window mode, whose features are per window.
+    features: Optional[torch.Tensor] = None
     ade20k_labels: Optional[np.ndarray] = None      # (H, W) uint8 ADE20K class index
     ade20k_confidence: Optional[np.ndarray] = None  # (H, W) uint8, probability x 255
 
@@ -85,8 +89,13 @@ class Pipeline:
 
     def run(self, frames: Sequence[np.ndarray], tasks: FrozenSet[str],
             label_set: Optional[LabelSet] = None, output: str = 'model',
-            threshold: float = 0.0) -> List[FrameResult]:
-        """Process a batch of HxWx3 uint8 RGB frames (sizes may differ)."""
+            threshold: float = 0.0, keep_features: bool = False) -> List[FrameResult]:
+        """Process a batch of HxWx3 uint8 RGB frames (sizes may differ).
+
+        ``keep_features``: in the sliding-window mode, also compute the whole frame's
+        zero-shot features (``FrameResult.features``, what text queries score); the
+        whole-frame mode keeps them whenever it segments.
+        """
         tasks = frozenset(tasks) & self.backend.tasks
         if label_set is None:
             tasks -= {'segmentation'}
@@ -96,7 +105,7 @@ class Pipeline:
             return [FrameResult(size) for size in sizes]
         clock = _Clock(self.timings, self.backend.device)
         sliding = self.slide is not None and 'segmentation' in tasks
-        whole_tasks = tasks - {'segmentation'} if sliding else tasks
+        whole_tasks = tasks - {'segmentation'} if sliding and not keep_features else tasks
         with torch.inference_mode():
             dense = DenseOutputs(None, None, None)
             if whole_tasks:
@@ -133,7 +142,7 @@ class Pipeline:
         return zero_shot.Segmentation(labels, confidence)
 
     def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
-        depth = normals = labels = confidence = None
+        depth = normals = labels = confidence = features = None
         if dense.depth is not None:
             depth = _numpy(processing.resize_dense(dense.depth[i:i + 1], size, 'bilinear'))[0, 0]
         if dense.normals is not None:
@@ -142,12 +151,14 @@ class Pipeline:
             normals = _numpy(normals[0].permute(1, 2, 0))
         if seg is not None:
             labels, confidence = _labels_and_confidence(seg)
+            if dense.features is not None:
+                features = dense.features[i].clone()
         ade20k_labels = ade20k_confidence = None
         if dense.ade20k is not None:
             ade20k_labels, ade20k_confidence = _labels_and_confidence(
                 ade20k.segment(dense.ade20k[i:i + 1], size))
         return FrameResult(tuple(size), depth, normals, labels, confidence,
-                           label_set if seg is not None else None, ade20k_labels,
+                           label_set if seg is not None else None, features, ade20k_labels,
                            ade20k_confidence)
 
 
