@@ -178,3 +178,49 @@ def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt
             assert session.get_outputs()[0].type == 'tensor(float)'
     with pytest.raises(ValueError, match='precision'):
         onnx_precision.compute_types(encoder, 'int8')
+
+
+def test_tampered_or_foreign_engines_are_rebuilt_never_loaded(model, exported_for_tensorrt,
+                                                              tmp_path):
+    """A replaced engine (same size, other bytes) or one of another owner is not deserialized."""
+    import os
+    import shutil
+
+    from tipsv2_ros.runtime.tensorrt_backend import TensorRTBackend
+    folder = tmp_path / 'cache'
+    shutil.copytree(exported_for_tensorrt[0], folder)
+    loaded = []
+    builds = []
+
+    def build(logs):
+        toolchain = _fake_toolchain(builds=builds)
+        original = toolchain.load
+        toolchain = toolchain._replace(load=lambda blob, device: loaded.append(blob) or
+                                       original(blob, device))
+        return TensorRTBackend.build(model, (112, 112), ['depth'], 'cpu', 'fp32', folder,
+                                     backends.checkpoint_ids(TASKS, FILES), logs.append,
+                                     toolchain=toolchain)
+    engine = build([]).files['depth']
+    good = engine.read_bytes()
+    evil = bytearray(good)
+    evil[len(evil) // 2] ^= 0xFF  # same size: only the hash can tell
+    engine.write_bytes(bytes(evil))
+    builds.clear()
+    loaded.clear()
+    logs = []
+    build(logs)
+    warnings = [line for line in logs if line.startswith('WARNING')]
+    assert len(warnings) == 1 and 'corrupt (SHA-256 mismatch); rebuilding' in warnings[0], logs
+    assert len(builds) == 1 and 'depth' in builds[0][0] and bytes(evil) not in loaded
+    assert engine.read_bytes() == good
+    if os.geteuid() == 0:  # a file of another user: rebuilt, even with the right hash
+        os.chown(engine, 4321, 4321)
+        builds.clear()
+        logs = []
+        build(logs)
+        warnings = [line for line in logs if line.startswith('WARNING')]
+        assert len(warnings) == 1 and 'belongs to uid 4321' in warnings[0], logs
+        assert len(builds) == 1 and engine.stat().st_uid == os.getuid()
+    folder.chmod(0o777)
+    with pytest.raises(BackendError, match=f'writable by others .*chmod 700 {folder}'):
+        build([])

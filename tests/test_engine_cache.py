@@ -31,7 +31,7 @@ def test_store_then_load_round_trips(tmp_path):
 
 @pytest.mark.parametrize('damage, reason', [
     (lambda p: p.write_bytes(p.read_bytes()[:100]), 'truncated or changed (100 bytes'),
-    (lambda p: p.write_bytes(b'y' + p.read_bytes()[1:]), 'corrupt (SHA-256 mismatch)'),
+    (lambda p: p.write_bytes(b'y' + p.read_bytes()[1:]), 'corrupt (SHA-256 mismatch); rebuilding'),
     (lambda p: p.unlink(), 'part.onnx is missing'),
     (lambda p: cache.sidecar(p).unlink(), 'no valid sidecar (interrupted build?)'),
     (lambda p: cache.sidecar(p).write_text('{"key": '), 'no valid sidecar'),
@@ -42,8 +42,30 @@ def test_damaged_artefacts_are_rebuilt_with_a_reason(tmp_path, damage, reason):
     damage(path)
     logs = []
     assert cache.load(path, key, logs.append, 'ONNX encoder') is None
-    assert len(logs) == 1 and logs[0].startswith('ONNX encoder: ') and reason in logs[0]
-    assert logs[0].endswith('rebuilding')
+    assert len(logs) == 1 and reason in logs[0] and 'rebuilding' in logs[0]
+    assert logs[0].startswith('WARNING: ONNX encoder: ' if 'SHA' in reason else 'ONNX encoder: ')
+    assert logs[0].endswith('rebuilding') or 'SHA' in reason
+
+
+def test_cache_folders_are_owner_only_and_unsafe_ones_refused(tmp_path):
+    import os
+    import stat
+    folder = cache.secure_folder(tmp_path / 'a' / 'engines')
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    _store(folder)  # store and lock work inside it
+    for mode in (0o777, 0o770, 0o702):
+        folder.chmod(mode)
+        with pytest.raises(cache.CacheError, match=f'writable by others.*chmod 700 {folder}'):
+            cache.secure_folder(folder)
+        with pytest.raises(cache.CacheError):
+            with cache.locked(folder / 'part.onnx'):
+                pass
+    folder.chmod(0o755)  # readable by others is fine: nobody else can put a file there
+    assert cache.secure_folder(folder) == folder
+    if os.geteuid() == 0:
+        os.chown(folder, 4321, 4321)
+        with pytest.raises(cache.CacheError, match='belongs to uid 4321.*use a folder of'):
+            cache.secure_folder(folder)
 
 
 def test_a_key_mismatch_names_what_changed(tmp_path):

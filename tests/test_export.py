@@ -256,7 +256,14 @@ def test_cli_export_prints_files_and_figures(exported, capsys):
     repo = folder / 'triton_repository'
     args = build_parser().parse_args(argv + ['--triton-repo', str(repo)])
     assert args.func(args) == 0
-    assert f'{repo}  (Triton repository' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f'{repo}  (Triton repository' in out
+    # ... and how to serve it locked down: TLS, mutual TLS, control APIs behind a header.
+    assert f'tritonserver --model-repository={repo}' in out
+    for flag in ('--grpc-use-ssl=true', '--grpc-use-ssl-mutual=true', '--grpc-server-cert=',
+                 '--grpc-server-key=', '--grpc-root-cert=', '--grpc-restricted-protocol='
+                 'model-repository,shared-memory,statistics,trace,logging:tipsv2-admin-key='):
+        assert flag in out, flag
     for name in ('tipsv2_image_path', 'tipsv2_image_path_encoder', 'tipsv2_image_path_depth'):
         assert (repo / name / 'config.pbtxt').is_file(), name
     args = build_parser().parse_args(argv + ['--engine', '--device', 'cpu'])

@@ -2,8 +2,8 @@
 """Runs the benchmark sections asked for and renders the one table.
 
 Order: the in-process frame path, the DDS part (message stages, the node end to end, P3,
-the P6 hiccup, P7), P0, P1/P2, P6 (label cache), the zero-shot modes (slide vs whole), then
-the GPU rows (P4, P5, fps). The node
+the P6 hiccup, P7), P0, P1/P2, P6 (label cache), the zero-shot modes (slide vs whole), TLS on
+the Triton link, then the GPU rows (P4, P5, fps). The node
 runs before this process loads transformers, ONNX Runtime sessions and bf16 kernels, so
 that its in-process reference for P3 runs in the same state as the node.
 """
@@ -19,7 +19,8 @@ from tipsv2_ros.bench.table import render, Row, SECTIONS, verdicts
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends, factory
 
-ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'slide', 'P4', 'P5', 'fps')
+ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'slide', 'tls', 'P4', 'P5',
+        'fps')
 DDS_ROWS = frozenset({'e2e', 'P3', 'P6', 'P7'})
 GPU_ROWS = frozenset({'P4', 'P5', 'fps'})
 SAMPLE = pathlib.Path(__file__).resolve().parents[1] / 'samples' / 'room_00.png'
@@ -95,6 +96,10 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     if 'slide' in only:
         log('zero-shot modes: whole vs sliding windows...')
         rows += zero_shot_modes.rows(cfg.values, runtime, frame, label_set, it, wu, log)
+    if 'tls' in only:
+        from tipsv2_ros.bench import tls
+        log('TLS: mutual TLS vs plain gRPC to the development Triton server...')
+        rows += tls.rows(cfg, model, size, tasks, device, log)
     if only & GPU_ROWS:
         rows += _gpu(cfg, model, eager, runtime, frame, label_set, log)
     facts['load average at end'] = machine.load_average()

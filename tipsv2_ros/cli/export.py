@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                 precision=backends.resolve_precision(args.precision, 'tensorrt', device),
                 checkpoints=checkpoints, cache_dir=out, log=say)
             print(f'{repo.path}  (Triton repository: {", ".join(repo.models)})')
+            from tipsv2_ros.runtime.triton_tls import serve_hint
+            print(serve_hint(repo.path))
     except (ValueError, OSError, BackendError, factory.StartupError) as error:
         print(f'tipsv2 export: error: {error}', file=sys.stderr)
         return 1

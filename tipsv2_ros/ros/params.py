@@ -64,6 +64,11 @@ SPECS: Dict[str, Spec] = {
                                  ('auto', 'on', 'off')),
     'triton.model_name': Spec('tipsv2_image_path', 'Model name in the Triton repository.',
                               True),
+    'triton.ssl': Spec(False, 'gRPC over TLS; the server certificate is verified.', True),
+    'triton.root_cert': Spec('', 'CA certificate (PEM) that signs the server certificate '
+                             "(empty: the system's CAs).", True),
+    'triton.client_cert': Spec('', 'Client certificate (PEM) for mutual TLS.', True),
+    'triton.client_key': Spec('', 'Private key (PEM) of triton.client_cert.', True),
     'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
                   'only while its outputs have subscribers. ade20k (the closed-vocabulary '
                   'ADE20K head, torch backend) needs model.segmentation_head.', True),

@@ -207,10 +207,12 @@ def _triton(model, input_size, tasks, device, precision, log, options):
                            '"tritonclient[grpc]"')
     from tipsv2_ros.runtime import triton_contract
     from tipsv2_ros.runtime.triton_backend import TritonBackend
+    from tipsv2_ros.runtime.triton_tls import TlsSettings
     return TritonBackend(
         str(options.get('triton.url') or '127.0.0.1:8001'),
         str(options.get('triton.model_name') or triton_contract.MODEL_NAME), input_size,
         tasks, served=triton_contract.signature(model, input_size, tasks),
         expected=triton_contract.metadata(model, input_size, tasks), device=device,
         timeout=float(options.get('triton.timeout', 10.0)),
-        shared_memory=str(options.get('triton.shared_memory', 'auto')), log=log)
+        shared_memory=str(options.get('triton.shared_memory', 'auto')), log=log,
+        tls=TlsSettings.from_options(options))

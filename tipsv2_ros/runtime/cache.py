@@ -5,7 +5,12 @@ Every cached artefact has a sidecar ``<file>.json`` recording the key it was bui
 the size and SHA-256 of each of its files. The sidecar is written last, so an interrupted
 build never looks finished. A cached file is used only when its key matches and every file
 is whole; anything else (another torch or TensorRT version, another GPU, a truncated or
-corrupt file) is rebuilt, and the log says why. Stdlib and torch only.
+corrupt file) is rebuilt, and the log says why.
+
+The node deserializes and runs what it finds here, so whoever can write the folder decides
+what network runs: the folder is created owner-only (0700) and a folder that others may
+write is refused (``secure_folder``); every file is checked against the SHA-256 in its
+sidecar, and a file of another owner or another hash is rebuilt with a warning.
 """
 import contextlib
 import datetime
@@ -15,9 +20,12 @@ import hashlib
 import json
 import os
 import pathlib
+import stat
 from typing import Callable, Dict, Iterable, Mapping, Optional, Union
 
 import torch
+
+from tipsv2_ros.runtime.base import BackendError
 
 PathLike = Union[str, os.PathLike]
 _CHUNK = 1 << 20
@@ -29,6 +37,38 @@ def default_dir() -> pathlib.Path:
     """``engines/`` under the weights cache (``$TIPSV2_CACHE`` or ``~/.cache/tipsv2_ros``)."""
     from tipsv2_ros import weights
     return weights.default_cache_dir() / 'engines'
+
+
+class CacheError(BackendError):
+    """The cache folder cannot be trusted (owned by someone else, or writable by others)."""
+
+
+def secure_folder(folder: PathLike) -> pathlib.Path:
+    """Create ``folder`` owner-only (0700), or check that an existing one is safe to use.
+
+    Raises:
+        CacheError: the folder belongs to another user or others may write it; the
+            message names the fix.
+    """
+    folder = pathlib.Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise CacheError(f'cache folder {folder} is not a folder')
+    if info.st_uid != os.getuid():
+        raise CacheError(f'cache folder {folder} belongs to uid {info.st_uid}, not to this user '
+                         f'(uid {os.getuid()}): anything in it would be run; use a folder of '
+                         'your own (engine_cache_dir, tipsv2 export --out) or '
+                         f'`sudo chown -R {os.getuid()} {folder}`')
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise CacheError(f'cache folder {folder} is writable by others (mode '
+                         f'{stat.S_IMODE(info.st_mode):o}): anyone who can write it decides '
+                         f'what network runs; fix it with `chmod 700 {folder}`')
+    return folder
 
 
 def sha256_file(path: PathLike) -> str:
@@ -116,6 +156,10 @@ def load(path: PathLike, key: Mapping, log: Callable[[str], None],
     side = sidecar(path)
     if not path.exists() and not side.exists():
         return None  # never built: nothing to say
+    if side.exists() and side.stat().st_uid != os.getuid():
+        log(f'WARNING: {what}: {side.name} belongs to uid {side.stat().st_uid}, not to this '
+            'user; not trusted, rebuilding')
+        return None
     record = _read_json(side)
     if 'key' not in record or not isinstance(record.get('files'), dict):
         log(f'{what}: {path.name} has no valid sidecar (interrupted build?); rebuilding')
@@ -130,13 +174,19 @@ def load(path: PathLike, key: Mapping, log: Callable[[str], None],
         if not file.is_file():
             log(f'{what}: {name} is missing; rebuilding')
             return None
-        size = file.stat().st_size
+        info = file.stat()
+        if info.st_uid != os.getuid():
+            log(f'WARNING: {what}: {name} belongs to uid {info.st_uid}, not to this user; not '
+                'trusted, rebuilding')
+            return None
+        size = info.st_size
         if size != meta.get('size'):
             log(f'{what}: {name} is truncated or changed ({size} bytes, expected '
                 f'{meta.get("size")}); rebuilding')
             return None
         if sha256_file(file) != meta.get('sha256'):
-            log(f'{what}: {name} is corrupt (SHA-256 mismatch); rebuilding')
+            log(f'WARNING: {what}: {name} is corrupt (SHA-256 mismatch); rebuilding (it was '
+                'not loaded: its content is not what its sidecar records)')
             return None
     return record
 
@@ -187,7 +237,7 @@ def describe_change(old: Mapping, new: Mapping) -> str:
 def locked(path: PathLike):
     """Hold an exclusive lock for ``path`` so two processes do not build the same artefact."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    secure_folder(path.parent)
     with open(path.with_name(f'.{path.name}.lock'), 'w') as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -158,8 +158,7 @@ def export_parts(model: TipsV2, tasks: Iterable[str], input_size: Sequence[int],
         part name -> the accepted file.
     """
     tasks, input_size = check_tasks(tasks), tuple(input_size)
-    folder = pathlib.Path(cache_dir) if cache_dir else cache.default_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = cache.secure_folder(cache_dir or cache.default_dir())
     with torch.inference_mode(False), torch.no_grad():
         path = model.image_path(tasks, input_size).eval()
         parts, results, inputs = part_modules(path), {}, None

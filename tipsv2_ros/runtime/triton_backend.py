@@ -6,7 +6,10 @@ What crosses the wire is the contract of every backend: the preprocessed ``pixel
 resize) but would need the resize on the server, with per-camera sizes in one batch and
 outputs that no longer match the local backends bit for bit; the node's resize is cheap.
 Only the outputs of the asked tasks are requested: the ensemble of ``triton_repo.py`` runs
-no head nobody asked for. On the same host, tensors go through system shared memory.
+no head nobody asked for. On the same host, tensors go through system shared memory. Over a
+network the link can be TLS or mutual TLS (``triton_tls.py``); a refused handshake (wrong
+CA, host name or client certificate, plain against TLS) is retried like a server that is
+down, with its reason in the log.
 The tritonclient calls themselves (connection, shared memory, reading errors) are in
 ``triton_transport.py``; the served contract checked at connection, in
 ``triton_contract.py``.
@@ -28,8 +31,9 @@ import tritonclient.utils as triton_utils
 from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.runtime import triton_contract
 from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
+from tipsv2_ros.runtime.triton_tls import explain, TlsSettings
 from tipsv2_ros.runtime.triton_transport import (Client, describe_error, is_gone,
-                                                 SharedMemory)
+                                                 release_stale, SharedMemory)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class TritonBackend(Backend):
         shared_memory: 'auto' (on a loopback URL), 'on' or 'off'.
         backoff: (first, longest) seconds between reconnection attempts.
         log: where connection changes are reported.
+        tls: TLS or mutual TLS on gRPC (``triton_tls.TlsSettings``); default plain.
     """
 
     name = 'triton'
@@ -67,13 +72,15 @@ class TritonBackend(Backend):
                  expected: Optional[Mapping[str, str]] = None, device='cpu',
                  timeout: float = 10.0, shared_memory: str = 'auto',
                  backoff: Tuple[float, float] = (0.5, 8.0),
-                 log: Callable[[str], None] = logger.info):
+                 log: Callable[[str], None] = logger.info, tls: TlsSettings = TlsSettings()):
         super().__init__(input_size, torch.device(device), tasks)
         if shared_memory not in ('auto', 'on', 'off'):
             raise BackendError(f'triton shared memory {shared_memory!r}: expected auto, on, off')
         self.url, self.model_name, self.timeout = url, model_name, float(timeout)
         self.served, self.expected, self._log = served, dict(expected or {}), log
         host = url.split('://', 1)[-1].rsplit(':', 1)[0].strip('[]')
+        tls.check(url)
+        self.tls, self._host = tls, host
         self._want_shm = shared_memory == 'on' or (shared_memory == 'auto' and host in LOOPBACK)
         self._backoff, self._delay = backoff, backoff[0]
         self._lock = threading.Lock()
@@ -91,7 +98,11 @@ class TritonBackend(Backend):
     # --- connection -----------------------------------------------------------------
     def _connect(self) -> None:
         self._disconnect()
-        client = Client(self.url, self.timeout)
+        try:
+            client = Client(self.url, self.timeout, self.tls)
+        except OSError as error:  # a certificate file vanished or became unreadable
+            raise TritonUnavailable(f'TLS with Triton server {self.url}: cannot read the '
+                                    f'certificates ({describe_error(error)})') from None
         try:
             try:
                 client.live()
@@ -102,19 +113,27 @@ class TritonBackend(Backend):
                         'triton.model_name and the server log')
                 config = client.config(self.model_name)
             except (triton_utils.InferenceServerException, OSError) as error:
-                raise TritonUnavailable(f'Triton server {self.url} is unreachable '
-                                        f'({describe_error(error)})') from None
+                raise self._unreachable(error) from None
             self.max_batch, warnings = triton_contract.check_served(
                 config, self.served, self.expected, self.tasks, self.input_size,
                 f'Triton model {self.model_name!r} on {self.url}')
             for key, text in warnings:
                 self._warn_once(key, text)
             if self._want_shm:
+                release_stale(client, self._log)
                 self._shm = self._shared_memory(client, 1)
         except BackendError:
             client.close()
             raise
         self._client, self._delay, self._retry_at = client, self._backoff[0], 0.0
+
+    def _unreachable(self, error: Exception) -> 'TritonUnavailable':
+        text = describe_error(error)
+        reason = explain(text, self.tls, self._host)
+        if reason:  # one line that says what to fix, then gRPC's own words
+            return TritonUnavailable(f'{self.tls.describe()} connection to Triton server '
+                                     f'{self.url} refused: {reason} [{text}]')
+        return TritonUnavailable(f'Triton server {self.url} is unreachable ({text})')
 
     def _failed(self, error: BackendError) -> None:
         self._disconnect()
@@ -217,6 +236,7 @@ class TritonBackend(Backend):
 
     def describe(self) -> str:
         transport = 'HTTP' if self.url.startswith('http://') else 'gRPC'
+        transport += f' over {self.tls.describe()}' if self.tls.ssl else ''
         transport += ', shared memory' if self._shm is not None else ''
         state = f'max batch {self.max_batch}' if self.connected else 'not connected: retrying'
         return (f'{self.name} {self.model_name!r} at {self.url} ({transport}; {state}) for '

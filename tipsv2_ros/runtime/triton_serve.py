@@ -17,6 +17,10 @@ with the source tree on PYTHONPATH (``triton_dev.DevServer`` does it for tests):
     export PYTHONPATH=$PWD  # the repository root
     WEIGHTS="--vision-weights V.npz --depth-head D.zip --normals-head N.zip"
     .venv/pytriton/bin/python -m tipsv2_ros.runtime.triton_serve $WEIGHTS --input-size 448
+
+``--grpc-use-ssl`` (and ``--grpc-use-ssl-mutual``) with the certificate options of
+``tritonserver`` serve gRPC over TLS (mutual TLS), in both modes, so that the TLS link of
+backend triton is tested against the real server (``tls_certificates`` makes test ones).
 """
 import argparse
 import os
@@ -82,12 +86,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=0,
                         help='PyTorch CPU threads (0: the default, one per core)')
+    tls = parser.add_argument_group('TLS on gRPC (the options of tritonserver)')
+    tls.add_argument('--grpc-use-ssl', action='store_true', help='serve gRPC over TLS')
+    tls.add_argument('--grpc-use-ssl-mutual', action='store_true',
+                     help='require client certificates signed by --grpc-root-cert')
+    tls.add_argument('--grpc-server-cert', help="the server's certificate (PEM)")
+    tls.add_argument('--grpc-server-key', help="the server's private key (PEM)")
+    tls.add_argument('--grpc-root-cert', help='the CA that signs client certificates (PEM)')
     return parser
+
+
+def _tls_options(args) -> dict:
+    """Return the TLS options as ``TritonConfig`` fields (tritonserver's flags, '_' for '-')."""
+    if not (args.grpc_use_ssl or args.grpc_use_ssl_mutual):
+        return {}
+    need = ['server_cert', 'server_key'] + ['root_cert'] * args.grpc_use_ssl_mutual
+    if not all(getattr(args, f'grpc_{n}') for n in need):
+        flags = ' '.join(f'--grpc-{n}'.replace('_', '-') for n in need)
+        raise SystemExit(f'[triton_serve] TLS needs {flags}')
+    names = ('use_ssl', 'use_ssl_mutual', 'server_cert', 'server_key', 'root_cert')
+    return {f'grpc_{n}': getattr(args, f'grpc_{n}') or None for n in names}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _tls_options(args)  # refuse incomplete TLS options before anything starts
     # Triton's Python-backend stub links libpython; without this it loads the system's,
     # which need not match this interpreter (the stub inherits the server's environment).
     libdir = sysconfig.get_config_var('LIBDIR')
@@ -150,6 +174,8 @@ def serve_repository(args) -> int:
                    f'--backend-directory={server / "backends"}', '--allow-metrics=false',
                    f'--grpc-address={args.host}', f'--grpc-port={args.port}',
                    f'--http-address={args.host}', f'--http-port={args.http_port}']
+        command += [f'--{k.replace("_", "-")}={str(v).lower() if v is True else v}'
+                    for k, v in _tls_options(args).items() if v]
         proc = subprocess.Popen(command, env=env)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: proc.send_signal(signal.SIGINT))
@@ -199,7 +225,7 @@ def serve(backend, served, info, args) -> None:
         restricted = [e for e in restricted if e not in ('shared-memory', 'statistics')]
     triton = Triton(config=TritonConfig(
         grpc_address=args.host, grpc_port=args.port, http_address=args.host,
-        http_port=args.http_port, allow_metrics=False),
+        http_port=args.http_port, allow_metrics=False, **_tls_options(args)),
         security_config=TritonSecurityConfig(restricted_endpoints=restricted))
     triton.bind(model_name=args.model_name, infer_func=infer,
                 inputs=[Tensor(name=triton_contract.INPUT, dtype=np.float32,
