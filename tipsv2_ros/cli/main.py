@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'export', 'bench')
+SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'bag', 'export', 'bench')
 
 
 def build_parser() -> argparse.ArgumentParser:

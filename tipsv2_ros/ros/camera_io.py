@@ -5,7 +5,7 @@ Topic names are relative, so namespaces and remaps apply; with several cameras e
 topics live under its own prefix (``front/image`` -> ``front/depth/image``...).
 """
 import threading
-from typing import Callable, FrozenSet, List, Optional, Tuple
+from typing import Callable, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 from rclpy.node import Node
@@ -94,6 +94,46 @@ def cloud_message(result: FrameResult, frame: np.ndarray, header, scaled_info: C
     return conversions.points_to_cloud(points, header, rgb, labels, confidence)
 
 
+def frame_messages(result: FrameResult, msg: Image, frame: np.ndarray, view_max: float,
+                   wanted: Callable[[str], bool], camera_info: Optional[CameraInfo], warn,
+                   prefix: str = '', semantic: bool = False) -> Iterator[Tuple[str, object]]:
+    """Yield (topic, message) of every output of one frame, in publishing order.
+
+    The header of ``msg`` is copied on every output. depth/camera_info (and depth/points when
+    ``wanted``: `cloud_message`, ``semantic`` as there) come with the depth when
+    ``camera_info`` describes the frame; a bad one costs this frame those two, never the
+    depth image itself, and never a wrong K (see `conversions.camera_info_problem`); ``warn``
+    gets the reason. Shared by the node and ``tipsv2 bag``, so a recorded output is the
+    message the node publishes.
+    """
+    header = msg.header
+    for name, array, encoding in output_arrays(result, frame, view_max, wanted):
+        yield name, conversions.array_to_image(array, encoding, header)
+    if result.depth is None or camera_info is None:
+        return
+    problem = conversions.camera_info_problem(camera_info, (msg.height, msg.width))
+    if problem:
+        warn(f'{prefix or "camera"}: camera_info not usable, so no depth/camera_info or '
+             f'depth/points for this frame: {problem}')
+        return
+    scaled = conversions.scaled_camera_info(camera_info, result.size, header)
+    yield 'depth/camera_info', scaled
+    if wanted('depth/points'):
+        yield 'depth/points', cloud_message(result, frame, header, scaled, semantic)
+
+
+def label_info_message(label_set: LabelSet, threshold: float, stamp) -> LabelInfo:
+    """Return the segmentation/label_info message of ``label_set``."""
+    msg = LabelInfo()
+    msg.header.stamp = stamp
+    msg.class_ids = list(range(len(label_set.names)))
+    msg.class_names = list(label_set.names)
+    msg.threshold = float(threshold)
+    msg.templates = list(label_set.templates)
+    msg.generation = label_set.generation
+    return msg
+
+
 class CameraIO:
     """Subscriptions, publishers and the latest unprocessed frame of one camera."""
 
@@ -173,39 +213,14 @@ class CameraIO:
     def publish(self, result: FrameResult, msg: Image, frame: np.ndarray,
                 view_max: float, warn) -> None:
         """Publish ``result`` for the frame ``msg`` (header copied on every output)."""
-        header = msg.header
-        for name, array, encoding in output_arrays(result, frame, view_max, self._wanted):
-            self.pubs[name].publish(conversions.array_to_image(array, encoding, header))
-        if result.depth is not None:
-            self._publish_depth_geometry(result, header, warn, (msg.height, msg.width), frame)
-
-    def _publish_depth_geometry(self, result, header, warn, image_size, frame) -> None:
-        info = self.camera_info
-        if info is None:
-            return
-        # A bad camera_info costs this frame its depth/camera_info and depth/points, never
-        # the depth image itself, and never a wrong K (see conversions.camera_info_problem).
-        problem = conversions.camera_info_problem(info, image_size)
-        if problem:
-            warn(f'{self.prefix or "camera"}: camera_info not usable, so no depth/camera_info '
-                 f'or depth/points for this frame: {problem}')
-            return
-        scaled = conversions.scaled_camera_info(info, result.size, header)
-        self.info_pub.publish(scaled)
-        if self._wanted('depth/points'):
-            self.pubs['depth/points'].publish(
-                cloud_message(result, frame, header, scaled, self.semantic_points))
+        for name, out in frame_messages(result, msg, frame, view_max, self._wanted,
+                                        self.camera_info, warn, self.prefix,
+                                        self.semantic_points):
+            (self.info_pub if name == 'depth/camera_info' else self.pubs[name]).publish(out)
 
     def publish_labels(self, label_set: LabelSet, threshold: float, stamp) -> None:
         """Publish the latched label info (and vision_msgs/LabelInfo when available)."""
-        msg = LabelInfo()
-        msg.header.stamp = stamp
-        msg.class_ids = list(range(len(label_set.names)))
-        msg.class_names = list(label_set.names)
-        msg.threshold = float(threshold)
-        msg.templates = list(label_set.templates)
-        msg.generation = label_set.generation
-        self.label_pub.publish(msg)
+        self.label_pub.publish(label_info_message(label_set, threshold, stamp))
         if self.vision_label_pub is not None:
             vmsg = VisionLabelInfo()
             vmsg.header.stamp = stamp
