@@ -80,6 +80,21 @@ def test_infer_reports_bad_files(tmp_path, capsys):
     assert 'no such file' in capsys.readouterr().err
 
 
+@pytest.mark.ros
+def test_node_takes_ros_arguments_as_its_help_says():
+    """``tipsv2 node --ros-args -p …`` reaches rclpy (here: the start-up check of that value)."""
+    result = subprocess.run(
+        [sys.executable, '-m', 'tipsv2_ros.cli.main', 'node', '--params-file', '',
+         '--ros-args', '-p', 'model.input_size:=100', '-r', '__ns:=/tcli'],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'start-up failed: ' in result.stderr and 'multiples of 14' in result.stderr, \
+        result.stderr
+    result = subprocess.run([sys.executable, '-m', 'tipsv2_ros.cli.main', 'download',
+                             '--ros-args', '-p', 'x:=1'], capture_output=True, text=True)
+    assert result.returncode == 2 and '--ros-args belongs to `tipsv2 node`' in result.stderr
+
+
 def test_infer_query_writes_the_heatmap_views(tmp_path, capsys):
     argv = ['infer', str(GOLDEN / 'image_1.png'), '--input-size', '98x126',
             '--vision-weights', str(GOLDEN / 'vision.npz'),

@@ -258,3 +258,14 @@ def depth_to_points(depth: np.ndarray, k: np.ndarray) -> np.ndarray:
     np.multiply(y1, z, out=points[..., 1], casting='unsafe')
     points[..., 2] = z
     return points
+
+
+def mark_beyond_range(depth: np.ndarray, max_range: float) -> np.ndarray:
+    """Set depth at or beyond ``max_range`` metres to +Inf in place ("too far", REP 118).
+
+    The released depth head is an expectation over bins from 0.001 to 10 m: a surface beyond
+    10 m (a window, the sky, a long corridor) comes out close to 10 m, never above, so past
+    its range a depth says "far" and not how far. Returns ``depth``.
+    """
+    depth[depth >= np.float32(max_range)] = np.inf
+    return depth

@@ -99,9 +99,22 @@ SPECS: Dict[str, Spec] = {
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
                      float_range=(0.0, 1000.0)),
-    'qos.reliability': Spec('best_effort', 'Input QoS reliability: best_effort (sensor data) '
-                            'or reliable.', True, ('best_effort', 'reliable')),
-    'qos.depth': Spec(1, 'Input queue depth; 1 means the latest frame wins.', True,
+    'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
+                            '118 "too far"); the head cannot tell distances past its 10 m '
+                            'range apart.', float_range=(0.01, 1000.0)),
+    'image_transport': Spec('raw', 'Input transport, as image_transport names it: raw '
+                            '(sensor_msgs/Image on image) or compressed '
+                            '(sensor_msgs/CompressedImage, jpeg or png, on image/compressed).',
+                            True, ('raw', 'compressed')),
+    'autostart': Spec(True, 'Configure and activate at start-up; false: wait unconfigured for '
+                      'a lifecycle manager.', True),
+    # Aliases kept for old parameter files: the defaults of the input subscriptions, which the
+    # standard qos_overrides.<topic>.subscription.* parameters override.
+    'qos.reliability': Spec('best_effort', 'Deprecated (use qos_overrides.<image topic>.'
+                            'subscription.reliability): the input QoS reliability default.',
+                            True, ('best_effort', 'reliable')),
+    'qos.depth': Spec(1, 'Deprecated (use qos_overrides.<image topic>.subscription.depth): the '
+                      'input queue depth default; 1 means the latest frame wins.', True,
                       int_range=(1, 100)),
     'warn_after': Spec(5.0, 'Seconds without frames (while a publisher exists) before warning '
                        'about a likely QoS mismatch.', True, float_range=(0.5, 3600.0)),
