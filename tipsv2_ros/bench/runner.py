@@ -2,10 +2,11 @@
 """Runs the benchmark sections asked for and renders the one table.
 
 Order: the in-process frame path, the DDS part (message stages, the node end to end, P3,
-the P6 hiccup, P7), P0, P1/P2, P6 (label changes), TLS on the Triton link, the GPU rows
-(P4, P5), then fps (by heads subscribed and by task rates, on any device). The node
-runs before this process loads transformers, ONNX Runtime sessions and bf16 kernels, so
-that its in-process reference for P3 runs in the same state as the node.
+the P6 hiccup, P7), P0, P1/P2, P6 (label changes), the zero-shot modes (slide vs whole),
+TLS on the Triton link, the GPU rows (P4, P5), then fps (by heads subscribed and by task
+rates, on any device). The node runs before this process loads transformers, ONNX Runtime
+sessions and bf16 kernels, so that its in-process reference for P3 runs in the same state
+as the node.
 """
 import dataclasses
 import pathlib
@@ -14,12 +15,13 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 import numpy as np
 import torch
 
-from tipsv2_ros.bench import fps, label_change, machine, sections
+from tipsv2_ros.bench import fps, label_change, machine, sections, zero_shot_modes
 from tipsv2_ros.bench.table import render, Row, SECTIONS, verdicts
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends, factory
 
-ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'tls', 'P4', 'P5', 'fps')
+ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'slide', 'tls', 'P4', 'P5',
+        'fps')
 DDS_ROWS = frozenset({'e2e', 'P3', 'P6', 'P7'})
 GPU_ROWS = frozenset({'P4', 'P5'})
 SAMPLE = pathlib.Path(__file__).resolve().parents[1] / 'samples' / 'room_00.png'
@@ -92,6 +94,9 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     if 'P6' in only:
         log('P6: label changes...')
         rows += label_change.p6_labels(model, size, device, it, wu)
+    if 'slide' in only:
+        log('zero-shot modes: whole vs sliding windows...')
+        rows += zero_shot_modes.rows(cfg.values, runtime, frame, label_set, it, wu, log)
     if 'tls' in only:
         from tipsv2_ros.bench import tls
         log('TLS: mutual TLS vs plain gRPC to the development Triton server...')

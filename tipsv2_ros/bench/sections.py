@@ -40,7 +40,7 @@ def frame_path(runtime, frame: np.ndarray, label_set, tasks, iterations: int, wa
     result = pipeline.run([frame], tasks, label_set)[0]
     names = {'preprocess': 'pre-processing (resize, to float, on the device)',
              'inference': f'inference, {"+".join(sorted(tasks))} ({runtime.backend.describe()})',
-             'zero_shot': 'zero-shot logits + softmax + argmax at the decoder size',
+             'zero_shot': 'zero-shot logits + softmax + argmax at the output size',
              'postprocess': 'post-processing (resize to output, one host copy each)'}
     rows = [Row.timing(STAGE, names[stage], recorded[stage]) for stage in stages
             if recorded[stage]]

@@ -12,7 +12,7 @@ FILE_FLAGS = {
     'tokenizer': 'SentencePiece tokenizer.model',
     'depth_head': 'depth DPT head: official .zip or HF -dpt .safetensors',
     'normals_head': 'normals DPT head',
-    'segmentation_head': 'ADE20K segmentation DPT head (only for --save-raw)',
+    'segmentation_head': 'ADE20K segmentation DPT head (tipsv2 infer: its view, --save-raw)',
 }
 TASK_FILES = {'depth': ('depth_head',), 'normals': ('normals_head',),
               'segmentation': ('text_weights', 'tokenizer')}

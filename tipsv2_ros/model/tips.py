@@ -5,13 +5,14 @@ Mirrors how tips/pytorch/run_image_encoder_inference.py, run_text_encoder_infere
 the notebooks TIPS_Demo, TIPS_decoder_inference and TIPS_zeroshot_segmentation (all @4db271d)
 load and use the released files.
 """
+import dataclasses
 import os
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from tipsv2_ros.model import checkpoint, config_file, hf_checkpoint
+from tipsv2_ros.model import checkpoint, config_file, dpt_checkpoint, hf_checkpoint
 from tipsv2_ros.model.config import ModelConfig, resolve_config
 from tipsv2_ros.model.dpt import DenseHead, HEADS
 from tipsv2_ros.model.image_path import ImagePath, TASKS
@@ -92,6 +93,11 @@ class TipsV2(nn.Module):
                 raise checkpoint.CheckpointError(
                     f"{tokenizer}: {tokens.vocab_size} pieces do not fit the text encoder's "
                     f'{config.text.vocab_size}-entry embedding')
+        activation = hf_checkpoint.hf_depth_activation(depth_head) if (
+            depth_head is not None and read.hf(depth_head) is not None) else None
+        if activation is not None:  # as the HF config next to the HF depth head says
+            config = dataclasses.replace(config, dpt=dataclasses.replace(
+                config.dpt, depth_activation=activation))
         heads = {}
         for task, path in (('depth', depth_head), ('normals', normals_head),
                            ('segmentation', segmentation_head)):
@@ -222,11 +228,7 @@ class _Reader:
                 raise checkpoint.CheckpointError(
                     f'{path} has no {task} head (it has: {sorted(parts.heads) or "none"})')
             return parts.heads[task]
-        found, state = checkpoint.scenic_to_torch(checkpoint.read_arrays(path))
-        if found != task:
-            raise checkpoint.CheckpointError(
-                f'{path} holds the {found} head, not the {task} head')
-        return state
+        return dpt_checkpoint.dpt_head_state(checkpoint.read_arrays(path), task, str(path))
 
 
 def _trim_padding(ids: torch.Tensor, paddings: torch.Tensor

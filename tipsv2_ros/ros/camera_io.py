@@ -14,6 +14,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from tipsv2_ros import colour, processing
+from tipsv2_ros.model import ade20k
 from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import compressed, conversions
 from tipsv2_ros.runtime.labels import LabelSet
@@ -46,6 +47,7 @@ TASK_TOPICS = {
     'normals': ('normals/image', 'normals/colored'),
     'segmentation': ('segmentation/labels', 'segmentation/confidence',
                      'segmentation/colored'),
+    'ade20k': ('ade20k/labels', 'ade20k/confidence', 'ade20k/colored'),
 }
 
 
@@ -73,6 +75,12 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
         add('segmentation/colored', lambda: colour.overlay_labels(
             processing.resize_rgb(frame, result.size), result.labels,
             colour.label_palette(len(result.label_set.names))), 'rgb8')
+    if result.ade20k_labels is not None:
+        add('ade20k/labels', lambda: result.ade20k_labels, 'mono8')
+        add('ade20k/confidence', lambda: result.ade20k_confidence, 'mono8')
+        add('ade20k/colored', lambda: colour.overlay_labels(
+            processing.resize_rgb(frame, result.size), result.ade20k_labels,
+            colour.label_palette(len(ade20k.ade20k_classes()))), 'rgb8')
     return out
 
 
@@ -167,11 +175,12 @@ class CameraIO:
         self.pubs = {name: publisher(Image, name, OUTPUT_QOS) for name in
                      ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
                       'segmentation/labels', 'segmentation/confidence',
-                      'segmentation/colored')}
+                      'segmentation/colored', *TASK_TOPICS['ade20k'])}
         self.info_pub = publisher(CameraInfo, 'depth/camera_info', OUTPUT_QOS)
         if publish_points:
             self.pubs['depth/points'] = publisher(PointCloud2, 'depth/points', OUTPUT_QOS)
         self.label_pub = publisher(LabelInfo, 'segmentation/label_info', LATCHED_QOS)
+        self.ade20k_label_pub = publisher(LabelInfo, 'ade20k/label_info', LATCHED_QOS)
         self.vision_label_pub = None
         if VisionLabelInfo is not None:
             self.vision_label_pub = publisher(VisionLabelInfo,
@@ -260,9 +269,17 @@ class CameraIO:
             vmsg.threshold = float(threshold)
             self.vision_label_pub.publish(vmsg)
 
+    def publish_ade20k_info(self, class_names, stamp) -> None:
+        """Publish the latched ADE20K class list (fixed: generation 0, no templates)."""
+        msg = LabelInfo()
+        msg.header.stamp = stamp
+        msg.class_ids = list(range(len(class_names)))
+        msg.class_names = list(class_names)
+        self.ade20k_label_pub.publish(msg)
+
     def destroy(self) -> None:
         self.unsubscribe()
         for pub in [*self.pubs.values(), self.info_pub, self.label_pub,
-                    self.vision_label_pub]:
+                    self.ade20k_label_pub, self.vision_label_pub]:
             if pub is not None:
                 self._node.destroy_publisher(pub)

@@ -62,7 +62,9 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
                       'frames_skipped_no_subscribers': 0, 'frames_skipped_rate': 0,
                       'bad_frames': 0, 'errors': 0,
-                      'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
+                      # ade20k only when enabled: the default status stays as it was.
+                      'head_runs': dict.fromkeys(
+                          [t for t in TASKS if t != 'ade20k' or t in self.params['tasks']], 0),
                       'last_latency_ms': None, 'label_generation': None}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         health = MutuallyExclusiveCallbackGroup()  # reports while a transition loads weights
@@ -155,7 +157,7 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         label_set = self._labels  # one read: the whole batch uses one label set
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
-            self.params['segmentation.threshold'])
+            self.params['segmentation.threshold'], keep_features=queried)
         self._task_rates.ran(tasks, rates, now)
         for task in tasks:
             self.stats['head_runs'][task] += 1

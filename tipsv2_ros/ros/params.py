@@ -12,6 +12,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from tipsv2_ros.model.zero_shot import TEMPLATES
+from tipsv2_ros.runtime.base import TASKS
 from tipsv2_ros.runtime.pipeline import parse_input_size
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
@@ -39,8 +40,9 @@ SPECS: Dict[str, Spec] = {
     'model.tokenizer': Spec('', 'SentencePiece tokenizer.model.', True),
     'model.depth_head': Spec('', 'Depth DPT head (.zip or .safetensors).', True),
     'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
-    'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
-                                    'symmetry with `tipsv2 infer`.', True),
+    'model.segmentation_head': Spec('', 'ADE20K segmentation DPT head (.zip or .safetensors) '
+                                    'for the ade20k task; unused by the zero-shot '
+                                    'segmentation.', True),
     'model.config': Spec('', 'Model hyper-parameters (JSON, the golden config.json layout) for '
                          'weights of no official variant; empty: a config.json next to the '
                          'vision weights, else recognised by their shapes.', True),
@@ -75,7 +77,8 @@ SPECS: Dict[str, Spec] = {
     'triton.client_cert': Spec('', 'Client certificate (PEM) for mutual TLS.', True),
     'triton.client_key': Spec('', 'Private key (PEM) of triton.client_cert.', True),
     'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
-                  'only while its outputs have subscribers.', True),
+                  'only while its outputs have subscribers. ade20k (the closed-vocabulary '
+                  'ADE20K head, torch backend) needs model.segmentation_head.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
                     "is one camera on the node's own image topic.", True),
     'labels': Spec(list(DEFAULT_LABELS), 'Open-vocabulary labels (also set by the set_labels '
@@ -84,6 +87,15 @@ SPECS: Dict[str, Spec] = {
                       'label.'),
     'segmentation.threshold': Spec(0.0, 'Pixels whose best class confidence is below this get '
                                    '255 (no label).', float_range=(0.0, 1.0)),
+    'segmentation.mode': Spec('whole', 'Zero-shot segmentation of the whole frame at once '
+                              '(whole), or the official sliding windows (slide: finer, costs '
+                              'one encoder pass per window; depth and normals still run once).',
+                              True, ('whole', 'slide')),
+    'segmentation.window': Spec(448, 'Sliding-window side in pixels; the frame is resized so '
+                                'that its short side is this (slide mode).', True,
+                                int_range=(14, 2240)),
+    'segmentation.stride': Spec(336, 'Pixels between sliding windows, at most the window '
+                                '(slide mode).', True, int_range=(1, 2240)),
     'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
                               'patch); input: the camera resolution.',
                               choices=('model', 'input')),
@@ -100,6 +112,8 @@ SPECS: Dict[str, Spec] = {
                              float_range=(0.0, 1000.0)),
     'segmentation.max_rate': Spec(0.0, 'Most segmentations per second (0: every frame '
                                   'processed).', float_range=(0.0, 1000.0)),
+    'ade20k.max_rate': Spec(0.0, 'Most ADE20K segmentations per second (0: every frame '
+                            'processed).', float_range=(0.0, 1000.0)),
     'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
                             '118 "too far"); the head cannot tell distances past its 10 m '
                             'range apart.', float_range=(0.01, 1000.0)),
@@ -156,9 +170,9 @@ def check(name: str, value: Any) -> Optional[str]:
         except ValueError as error:
             return str(error)
     if name == 'tasks':
-        bad = set(value) - {'depth', 'normals', 'segmentation'}
+        bad = set(value) - set(TASKS)
         if bad or not value:
-            return f'tasks must be a non-empty subset of depth, normals, segmentation: {value}'
+            return f'tasks must be a non-empty subset of {", ".join(TASKS)}: {value}'
     if name == 'cameras' and len(set(value)) != len(value):
         return f'cameras must be distinct: {value}'
     return None

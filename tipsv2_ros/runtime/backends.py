@@ -81,6 +81,12 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
     if name not in NAMES:
         raise BackendError(f'backend {name!r}: expected one of {", ".join(NAMES)}')
     device, tasks = torch.device(device), check_tasks(tasks)
+    if 'ade20k' in tasks:
+        # The ADE20K head is not part of the exported image path: PyTorch only.
+        if name not in ('auto', 'torch'):
+            raise BackendError(f"task 'ade20k' runs on the torch backend only, not {name}; "
+                               "use backend torch or drop 'ade20k' from tasks")
+        name = 'torch'
     if name != 'auto':
         return _create(name, model, input_size, tasks, device, precision, cache_dir, log,
                        options or {})
