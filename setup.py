@@ -17,8 +17,9 @@ setup(
     packages=find_packages(include=['tipsv2_ros', 'tipsv2_ros.*']),
     package_data={'tipsv2_ros': ['samples/*.png', 'samples/*.md', 'samples/*.json',
                                  'samples/*.npz', 'model/assets/*']},
-    install_requires=['numpy>=1.24', 'torch>=2.3', 'sentencepiece', 'safetensors', 'pillow',
-                      'pyyaml', 'tqdm'],
+    # numpy 1.21 is what Humble (Ubuntu 22.04) ships; the code uses nothing newer.
+    install_requires=['numpy>=1.21', 'torch>=2.3', 'sentencepiece', 'safetensors', 'pillow',
+                      'tqdm'],
     extras_require={'onnx': ['onnx', 'onnxruntime', 'onnxscript']},
     entry_points={'console_scripts': [
         'tipsv2 = tipsv2_ros.cli.main:main',

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tipsv2_ros.model import DenseOutputs, TASKS, TipsV2
+from tipsv2_ros.model.image_path import PATH_OUTPUTS
 from tipsv2_ros.model.layers import Block
 
 SUBSETS = [subset for n in (1, 2, 3) for subset in itertools.combinations(TASKS, n)]
@@ -104,9 +105,9 @@ def test_onnx_export_matches(model: TipsV2, tmp_path):
     pixels = torch.rand(1, 3, 98, 126)
     target = tmp_path / 'image_path.onnx'
     torch.onnx.export(path, (pixels,), target, dynamo=True, input_names=['pixel_values'],
-                      output_names=list(DenseOutputs._fields), verbose=False)
+                      output_names=list(PATH_OUTPUTS), verbose=False)
     session = onnxruntime.InferenceSession(str(target), providers=['CPUExecutionProvider'])
-    exported = session.run(list(DenseOutputs._fields), {'pixel_values': pixels.numpy()})
+    exported = session.run(list(PATH_OUTPUTS), {'pixel_values': pixels.numpy()})
     with torch.no_grad():
         expected = path(pixels)
     for ours, theirs in zip(exported, expected):

@@ -62,7 +62,8 @@ def test_import_boundaries(path):
     if rel[0] == 'runtime':
         allowed = {'onnx_backend.py': {'onnxruntime', 'onnx'},
                    'export.py': {'onnx', 'onnxruntime', 'onnxscript'},
-                   'onnx_precision.py': {'onnx'}, 'triton_backend.py': {'tritonclient'},
+                   'onnx_precision.py': {'onnx'}, 'onnx_int8.py': {'onnx', 'onnxruntime'},
+                   'triton_backend.py': {'tritonclient'},
                    'triton_transport.py': {'tritonclient'}, 'triton_serve.py': {'pytriton'}}
         if rel[-1].startswith('tensorrt_'):  # tensorrt_build, tensorrt_engine, ...
             allowed[rel[-1]] = {'tensorrt'}

@@ -25,10 +25,14 @@ def test_package_xml_is_valid_for_rosdep_and_colcon():
 
 def test_launch_file_declares_its_arguments():
     tree = ast.parse((ROOT / 'launch' / 'perception.launch.py').read_text())
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, 'id', '') ==
-                'DeclareLaunchArgument'}
-    assert declared == {'image', 'camera_info', 'namespace', 'params_file', 'backend'}
+    table = next(node for node in tree.body if isinstance(node, ast.Assign)
+                 and node.targets[0].id == 'ARGUMENTS')
+    declared = {key.value for key in table.value.keys}
+    assert declared == {'image', 'camera_info', 'namespace', 'params_file', 'backend',
+                        'image_transport', 'autostart', 'use_sim_time', 'log_level', 'rviz',
+                        'fixed_frame'}
+    assert any(isinstance(node, ast.Call) and getattr(node.func, 'id', '') ==
+               'DeclareLaunchArgument' for node in ast.walk(tree))
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert 'generate_launch_description' in functions
 
@@ -75,7 +79,8 @@ def test_colcon_style_install_has_everything(tmp_path):
         assert path.exists(), path
     assert os.access(prefix / 'lib' / 'tipsv2_ros' / 'perception_node', os.X_OK)
     # Our __init__ (not rosidl's empty one) must win, and the generated types must import.
-    probe = ('import tipsv2_ros, tipsv2_ros.ros.node; from tipsv2_ros.srv import SetLabels; '
+    probe = ('import tipsv2_ros, tipsv2_ros.ros.node, tipsv2_ros.ros.launch_args; '
+             'from tipsv2_ros.srv import SetLabels; '
              'print(tipsv2_ros.__file__)')
     env = {**os.environ, 'PYTHONPATH': str(site),
            'LD_LIBRARY_PATH': f'{prefix / "lib"}:{os.environ.get("LD_LIBRARY_PATH", "")}'}

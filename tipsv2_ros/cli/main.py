@@ -9,6 +9,8 @@ import importlib
 import os
 import sys
 
+from tipsv2_ros.cli import node as node_cli
+
 SUBCOMMANDS = ('download', 'infer', 'demo', 'node', 'bag', 'export', 'bench')
 
 
@@ -49,7 +51,13 @@ def perception_node() -> int:
 def main(argv=None) -> int:
     tune_allocator()
     parser = build_parser()
+    # ROS arguments are rclpy's, not argparse's (which would take --ros-args for an option).
+    argv, ros_args = node_cli.split_ros_args(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if ros_args:
+        if args.command != 'node':
+            parser.error('--ros-args belongs to `tipsv2 node`')
+        args.ros_args = [*(args.ros_args or ()), *ros_args]
     if not getattr(args, 'func', None):
         parser.print_help()
         return 2

@@ -39,6 +39,15 @@ def ros_arguments(args) -> list:
     return ros + rest
 
 
+def split_ros_args(argv) -> tuple:
+    """Split ``argv`` at ``--ros-args``: (the tool's own arguments, the ROS arguments)."""
+    argv = list(argv)
+    if '--ros-args' not in argv:
+        return argv, []
+    index = argv.index('--ros-args')
+    return argv[:index], argv[index:]
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         'node', help='run the perception node',

@@ -12,7 +12,7 @@ FILE_FLAGS = {
     'tokenizer': 'SentencePiece tokenizer.model',
     'depth_head': 'depth DPT head: official .zip or HF -dpt .safetensors',
     'normals_head': 'normals DPT head',
-    'segmentation_head': 'ADE20K segmentation DPT head (only for --save-raw)',
+    'segmentation_head': 'ADE20K segmentation DPT head (tipsv2 infer: its view, --save-raw)',
 }
 TASK_FILES = {'depth': ('depth_head',), 'normals': ('normals_head',),
               'segmentation': ('text_weights', 'tokenizer')}
@@ -37,7 +37,9 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--backend', default='torch',
                        help='torch (default), onnxruntime, tensorrt or auto')
     group.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
-    group.add_argument('--precision', default='auto', help='auto, fp32, fp16 or bf16')
+    group.add_argument('--precision', default='auto', help='auto, fp32, fp16, bf16 or int8')
+    group.add_argument('--text-precision', default='auto',
+                       help='text encoder: auto (bf16 on CPUs with native bf16), fp32 or bf16')
 
 
 def weight_values(args) -> dict:
@@ -45,6 +47,7 @@ def weight_values(args) -> dict:
     values = {'model.variant': args.variant, 'model.weights_dir': args.weights_dir or '',
               'model.input_size': args.input_size, 'backend': args.backend,
               'device': args.device, 'precision': args.precision,
+              'text_precision': getattr(args, 'text_precision', 'auto'),
               'model.config': getattr(args, 'config', None) or ''}
     explicit = {name: getattr(args, name) for name in FILE_FLAGS if getattr(args, name)}
     values.update({f'model.{name}': path for name, path in explicit.items()})

@@ -21,6 +21,8 @@ from tipsv2_ros.model.dpt import DepthHead, NormalsHead
 from tipsv2_ros.model.vision import Intermediate, VisionTransformer
 
 TASKS = ('depth', 'normals', 'segmentation')
+# The outputs of the (exported) image path, in order: the DenseOutputs fields it fills.
+PATH_OUTPUTS = ('depth', 'normals', 'features')
 
 
 class DenseOutputs(NamedTuple):
@@ -29,6 +31,8 @@ class DenseOutputs(NamedTuple):
     depth: Optional[torch.Tensor]  # (B, 1, H', W') metres; H', W' = 8h, 8w for even grids
     normals: Optional[torch.Tensor]  # (B, 3, H', W') unit vectors
     features: Optional[torch.Tensor]  # (B, h, w, D) L2-normalised value-trick features
+    # (B, classes, H', W') ADE20K head logits; not part of the exported path (torch only)
+    ade20k: Optional[torch.Tensor] = None
 
 
 class EncoderOutputs(NamedTuple):

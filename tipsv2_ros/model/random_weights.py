@@ -16,7 +16,7 @@ import numpy as np
 import sentencepiece
 import torch
 
-from tipsv2_ros.model import checkpoint, config_file
+from tipsv2_ros.model import config_file, dpt_checkpoint
 from tipsv2_ros.model.config import ModelConfig, resolve_config, TINY
 from tipsv2_ros.model.dpt import HEADS
 from tipsv2_ros.model.text import TextEncoder
@@ -108,7 +108,7 @@ def write_random_checkpoint(out_dir: Union[str, os.PathLike],
         shapes.pop('bin_centers', None)  # not stored in the released files
         state = {k: torch.from_numpy(v) for k, v in _random_state(shapes, rng).items()}
         paths[f'{task}_head'] = out / f'{task}_dpt.zip'
-        _write_scenic_zip(paths[f'{task}_head'], checkpoint.torch_to_scenic(state, task))
+        _write_scenic_zip(paths[f'{task}_head'], dpt_checkpoint.torch_to_scenic(state, task))
     paths['tokenizer'] = out / 'tokenizer.model'
     paths['tokenizer'].write_bytes(train_tokenizer(min(200, cfg.text.vocab_size)))
     config_file.write_config(cfg, out / config_file.CONFIG_FILE)  # the files describe themselves

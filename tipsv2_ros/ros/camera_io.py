@@ -10,11 +10,13 @@ from typing import Callable, FrozenSet, Iterator, List, Optional, Tuple
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from tipsv2_ros import colour, processing
+from tipsv2_ros.model import ade20k
 from tipsv2_ros.msg import LabelInfo
-from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros import compressed, conversions
 from tipsv2_ros.runtime.labels import LabelSet
 from tipsv2_ros.runtime.pipeline import FrameResult
 
@@ -27,12 +29,25 @@ OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+
+# Publishers and subscriptions take the standard qos_overrides.<topic>.{publisher,subscription}
+# .{history,depth,reliability} parameters.
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
+
+
+def qos_copy(qos: QoSProfile) -> QoSProfile:
+    """Return a copy of ``qos``: rclpy writes the overrides into the profile it is given."""
+    return QoSProfile(history=qos.history, depth=qos.depth, reliability=qos.reliability,
+                      durability=qos.durability)
+
+
 # Output topics per task; a task runs only while one of its topics has a subscriber.
 TASK_TOPICS = {
     'depth': ('depth/image', 'depth/colored', 'depth/points'),
     'normals': ('normals/image', 'normals/colored'),
     'segmentation': ('segmentation/labels', 'segmentation/confidence',
                      'segmentation/colored'),
+    'ade20k': ('ade20k/labels', 'ade20k/confidence', 'ade20k/colored'),
 }
 
 
@@ -60,6 +75,12 @@ def output_arrays(result: FrameResult, frame: np.ndarray, view_max: float,
         add('segmentation/colored', lambda: colour.overlay_labels(
             processing.resize_rgb(frame, result.size), result.labels,
             colour.label_palette(len(result.label_set.names))), 'rgb8')
+    if result.ade20k_labels is not None:
+        add('ade20k/labels', lambda: result.ade20k_labels, 'mono8')
+        add('ade20k/confidence', lambda: result.ade20k_confidence, 'mono8')
+        add('ade20k/colored', lambda: colour.overlay_labels(
+            processing.resize_rgb(frame, result.size), result.ade20k_labels,
+            colour.label_palette(len(ade20k.ade20k_classes()))), 'rgb8')
     return out
 
 
@@ -103,7 +124,8 @@ def frame_messages(result: FrameResult, msg: Image, frame: np.ndarray, view_max:
         yield name, conversions.array_to_image(array, encoding, header)
     if result.depth is None or camera_info is None:
         return
-    problem = conversions.camera_info_problem(camera_info, (msg.height, msg.width))
+    # The decoded frame's size: a CompressedImage message has no width or height.
+    problem = conversions.camera_info_problem(camera_info, frame.shape[:2])
     if problem:
         warn(f'{prefix or "camera"}: camera_info not usable, so no depth/camera_info or '
              f'depth/points for this frame: {problem}')
@@ -129,19 +151,46 @@ def label_info_message(label_set: LabelSet, threshold: float, stamp) -> LabelInf
 class CameraIO:
     """Subscriptions, publishers and the latest unprocessed frame of one camera."""
 
-    def __init__(self, node: Node, prefix: str, input_qos: QoSProfile, on_frame,
-                 publish_points: bool, semantic_points: bool = False):
+    def __init__(self, node: Node, prefix: str, on_frame, publish_points: bool,
+                 semantic_points: bool = False):
         self.prefix = prefix
         # depth/points carries rgb, label and confidence too (a fixed layout, whatever runs).
         self.semantic_points = publish_points and semantic_points
         self._node = node
+        self._on_frame = on_frame
         self._lock = threading.Lock()
         self._pending: Optional[Image] = None
         self.camera_info: Optional[CameraInfo] = None
         self.received = self.dropped = 0
         self.last_stamp_ns = -1
-        topic = (lambda name: f'{prefix}/{name}') if prefix else (lambda name: name)
+        self._topic = (lambda name: f'{prefix}/{name}') if prefix else (lambda name: name)
+        topic = self._topic
         self.image_topic = node.resolve_topic_name(topic('image'))
+        self.input_topic = self.image_topic
+        self._subs = []
+
+        def publisher(msg_type, name, qos):
+            return node.create_publisher(msg_type, topic(name), qos_copy(qos),
+                                         qos_overriding_options=QOS_OVERRIDES)
+        self.pubs = {name: publisher(Image, name, OUTPUT_QOS) for name in
+                     ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
+                      'segmentation/labels', 'segmentation/confidence',
+                      'segmentation/colored', *TASK_TOPICS['ade20k'])}
+        self.info_pub = publisher(CameraInfo, 'depth/camera_info', OUTPUT_QOS)
+        if publish_points:
+            self.pubs['depth/points'] = publisher(PointCloud2, 'depth/points', OUTPUT_QOS)
+        self.label_pub = publisher(LabelInfo, 'segmentation/label_info', LATCHED_QOS)
+        self.ade20k_label_pub = publisher(LabelInfo, 'ade20k/label_info', LATCHED_QOS)
+        self.vision_label_pub = None
+        if VisionLabelInfo is not None:
+            self.vision_label_pub = publisher(VisionLabelInfo,
+                                              'segmentation/vision_label_info', LATCHED_QOS)
+
+    def subscribe(self, input_qos: QoSProfile, transport: str) -> None:
+        """Subscribe to the frames (``image`` or ``image/compressed``) and camera_info."""
+        # Like image_transport: the transport's suffix goes on the resolved (remapped) name.
+        topic, msg_type = compressed.input_topic(self.image_topic, transport)
+        self.input_topic = topic
 
         def on_image(msg):
             with self._lock:
@@ -149,28 +198,29 @@ class CameraIO:
                     self.dropped += 1  # latest frame wins; no queue ever grows
                 self._pending = msg
                 self.received += 1
-            on_frame()
+            self._on_frame()
 
         self._subs = [
-            node.create_subscription(Image, topic('image'), on_image, input_qos),
-            node.create_subscription(CameraInfo, topic('camera_info'), self._on_info,
-                                     input_qos),
+            self._node.create_subscription(msg_type, topic, on_image, qos_copy(input_qos),
+                                           qos_overriding_options=QOS_OVERRIDES),
+            self._node.create_subscription(CameraInfo, self._topic('camera_info'),
+                                           self._on_info, qos_copy(input_qos),
+                                           qos_overriding_options=QOS_OVERRIDES),
         ]
-        self.pubs = {name: node.create_publisher(Image, topic(name), OUTPUT_QOS) for name in
-                     ('depth/image', 'depth/colored', 'normals/image', 'normals/colored',
-                      'segmentation/labels', 'segmentation/confidence',
-                      'segmentation/colored')}
-        self.info_pub = node.create_publisher(CameraInfo, topic('depth/camera_info'),
-                                              OUTPUT_QOS)
-        if publish_points:
-            self.pubs['depth/points'] = node.create_publisher(
-                PointCloud2, topic('depth/points'), OUTPUT_QOS)
-        self.label_pub = node.create_publisher(LabelInfo, topic('segmentation/label_info'),
-                                               LATCHED_QOS)
-        self.vision_label_pub = None
-        if VisionLabelInfo is not None:
-            self.vision_label_pub = node.create_publisher(
-                VisionLabelInfo, topic('segmentation/vision_label_info'), LATCHED_QOS)
+
+    def unsubscribe(self) -> None:
+        """Stop receiving frames; a frame received but not yet processed is let go."""
+        for entity in self._subs:
+            self._node.destroy_subscription(entity)
+        self._subs = []
+        with self._lock:
+            self._pending = None
+
+    @property
+    def input_qos(self) -> Optional[QoSProfile]:
+        """The QoS the frame subscription got (overrides applied); None when not subscribed."""
+        subs = self._subs  # one read: a transition may replace the list meanwhile
+        return subs[0].qos_profile if subs else None
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -194,7 +244,7 @@ class CameraIO:
         return wanted
 
     def publishers_of_input(self) -> int:
-        return self._node.count_publishers(self.image_topic)
+        return self._node.count_publishers(self.input_topic)
 
     def _wanted(self, name: str) -> bool:
         pub = self.pubs.get(name)
@@ -219,10 +269,17 @@ class CameraIO:
             vmsg.threshold = float(threshold)
             self.vision_label_pub.publish(vmsg)
 
+    def publish_ade20k_info(self, class_names, stamp) -> None:
+        """Publish the latched ADE20K class list (fixed: generation 0, no templates)."""
+        msg = LabelInfo()
+        msg.header.stamp = stamp
+        msg.class_ids = list(range(len(class_names)))
+        msg.class_names = list(class_names)
+        self.ade20k_label_pub.publish(msg)
+
     def destroy(self) -> None:
-        for entity in self._subs:
-            self._node.destroy_subscription(entity)
+        self.unsubscribe()
         for pub in [*self.pubs.values(), self.info_pub, self.label_pub,
-                    self.vision_label_pub]:
+                    self.ade20k_label_pub, self.vision_label_pub]:
             if pub is not None:
                 self._node.destroy_publisher(pub)

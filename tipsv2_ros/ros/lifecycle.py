@@ -1,8 +1,11 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Start-up, spinning and shutdown of the perception node process.
 
-Start-up reads the parameters and loads the weights before the node exists, so a failure
-exits 1 with one clear line and no topic or service of the node ever appears. While the
+With ``autostart`` (the default) start-up reads the parameters and loads the weights before
+the node exists, so a failure exits 1 with one clear line and no topic or service of the
+node ever appears; the node then configures (adopting what was loaded) and activates itself.
+With ``autostart: false`` the node starts unconfigured and a lifecycle manager drives it
+(`managed`); a configure failure then leaves it unconfigured, and the process runs on. While the
 node runs, an exception that escapes a callback is logged and counted, never fatal.
 SIGINT and SIGTERM (rclpy 9 handles both: SIGINT raises KeyboardInterrupt in the spinning
 thread, SIGTERM shuts the context down, which ends ``spin``) let callbacks in flight and the
@@ -12,11 +15,13 @@ import sys
 import traceback
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from tipsv2_ros.ros import params as node_params
+from tipsv2_ros.ros import diagnostics, params as node_params
 from tipsv2_ros.ros.node import NODE_NAME, PerceptionNode
 from tipsv2_ros.runtime import factory
 
@@ -33,7 +38,8 @@ def load():
     parameter services, no type description service, no rosout.
 
     Returns:
-        (runtime, label_set).
+        (runtime, label_set, fallbacks), or (None, None, []) with ``autostart: false``;
+        fallbacks are the backend's fallback log lines.
 
     Raises:
         factory.StartupError, ValueError: bad weights, parameters or labels.
@@ -46,9 +52,17 @@ def load():
         logger = reader.get_logger()
     finally:
         reader.destroy_node()
-    runtime = factory.build(values, log=logger.info)
+    if not values['autostart']:
+        return None, None, []
+    fallbacks = []
+
+    def log(line):
+        if diagnostics.is_fallback(line):
+            fallbacks.append(line.removeprefix('WARNING: ')[:300])
+        logger.info(line)
+    runtime = factory.build(values, log=log)
     try:
-        return runtime, runtime.labels.build(values['labels'], values['templates'])
+        return runtime, runtime.labels.build(values['labels'], values['templates']), fallbacks
     except BaseException:
         runtime.close()
         raise
@@ -66,6 +80,11 @@ def spin(executor, node: PerceptionNode) -> None:
             return
         except (KeyboardInterrupt, ExternalShutdownException):
             raise
+        except InvalidHandle:
+            # A lifecycle transition destroyed a subscription while the other executor thread
+            # was adding its QoS event handler to a wait set (rclpy does not guard that
+            # case). Nothing was lost: the next wait set no longer has it.
+            continue
         except Exception as error:
             if not rclpy.ok():
                 return
@@ -93,8 +112,12 @@ def main(args=None) -> int:
     node = executor = None
     try:
         try:
-            runtime, label_set = load()
-            node = PerceptionNode(runtime, label_set)
+            runtime, label_set, fallbacks = load()
+            node = PerceptionNode(runtime, label_set, fallbacks)
+            if runtime is not None:
+                configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+                if not configured or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                    raise factory.StartupError(node.config_error or 'activation failed')
         except (factory.StartupError, ValueError) as error:
             print(f'[{NODE_NAME}] start-up failed: {error}', file=sys.stderr)
             return 1

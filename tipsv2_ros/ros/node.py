@@ -1,16 +1,17 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The ``tipsv2_perception`` node: camera frames in; depth, normals and masks out.
 
-Threads: the executor runs the cheap callbacks (frames go into a one-slot mailbox per
-camera, the set_labels service, parameters, timers); one worker thread runs inference on
-the latest frames and publishes. Labels are embedded on one text thread (the service or
-parameter callback waits for it), off the frame path, and the worker adopts the new
-LabelSet between two frames: no frame mixes label sets, and label info is published by the
-same thread as the masks, before them. Start-up, spinning and shutdown: `lifecycle`; the
-set_labels service and parameter changes: `reconfigure`; the query service, which scores
-text on the features the worker keeps per camera: `query`.
+A managed (lifecycle) node: `managed` holds its transitions (configure loads the model,
+activate subscribes and starts inference). Threads: the executor runs the cheap callbacks
+(frames go into a one-slot mailbox per camera, the set_labels service, parameters, timers);
+one worker thread, while active, runs inference on the latest frames and publishes. Labels
+are embedded on one text thread (the service or parameter callback waits for it), off the
+frame path, and the worker adopts the new LabelSet between two frames: no frame mixes label
+sets, and label info is published by the same thread as the masks, before them. Start-up,
+spinning and shutdown: `lifecycle`; the set_labels service and parameter changes:
+`reconfigure`; the query service, which scores text on the features the worker keeps per
+camera: `query`; /diagnostics: `diagnostics`; compressed input: `compressed`.
 """
-from concurrent.futures import ThreadPoolExecutor
 import json
 import re
 import threading
@@ -18,82 +19,69 @@ import time
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
 
-from tipsv2_ros.ros import image_decode, params as node_params
-from tipsv2_ros.ros.camera_io import CameraIO
-from tipsv2_ros.ros.query import QueryService
+from tipsv2_ros import processing
+from tipsv2_ros.ros import compressed, input_watch, params as node_params
+from tipsv2_ros.ros.diagnostics import Diagnostics
+from tipsv2_ros.ros.managed import ManagedMixin
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
-from tipsv2_ros.runtime import factory
-from tipsv2_ros.srv import SetLabels
+from tipsv2_ros.runtime.base import TASKS
+from tipsv2_ros.runtime.task_rates import TaskRates
 
 
 NODE_NAME = 'tipsv2_perception'
 
 
-class PerceptionNode(ReconfigureMixin, Node):
+class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
     """Depth, surface normals and open-vocabulary segmentation from one TIPSv2 encoder."""
 
-    def __init__(self, runtime=None, labels=None, **kwargs):
-        """Create the node; ``runtime`` and ``labels`` are built here unless given.
+    def __init__(self, runtime=None, labels=None, fallbacks=(), **kwargs):
+        """Create the node, unconfigured; ``runtime`` and ``labels`` are built at configure.
 
-        `main` builds them before this node exists (`lifecycle.load`), so that a start-up
-        failure leaves no trace in the ROS graph.
+        `lifecycle.main` builds them before this node exists when the node configures itself
+        (``autostart``), so that a start-up failure leaves no trace in the ROS graph; the first
+        configure then adopts them (and ``fallbacks``, the backend's fallback log lines).
         """
         super().__init__(NODE_NAME, **kwargs)
         node_params.declare(self)
         self.params = node_params.NodeParams.from_node(self)
         self._throttle = Throttle(self.get_logger())
-        # Everything that can fail on bad weights happens before any topic exists.
-        self.runtime = runtime or factory.build(self.params.values,
-                                                log=self.get_logger().info)
-        self._labels = labels or self.runtime.labels.build(self.params['labels'],
-                                                           self.params['templates'])
-        self._pending_labels = None
+        self._preloaded = (runtime, labels)
+        self.runtime = self._labels = self._pending_labels = None
+        self.cameras = []
+        self._text = self._worker = self._set_labels_service = self.query = None
+        self._task_rates = TaskRates()
         self._wake = threading.Condition()
-        # Text is encoded on this one long-lived thread, whichever executor thread serves
-        # the request: each thread that runs torch ops keeps an OpenMP worker for good, so
-        # encoding on varying threads would grow the thread count over hours.
-        self._text = ThreadPoolExecutor(1, thread_name_prefix='tipsv2_text')
-        self._stop = False
+        self._stop = True
+        self.state = 'unconfigured'
+        self.config_error = self.last_error = self.last_bad_frame = None
+        self.fallbacks = list(fallbacks)
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
-                      'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
-                      'head_runs': {'depth': 0, 'normals': 0, 'segmentation': 0},
-                      'last_latency_ms': None, 'label_generation': self._labels.generation}
-
-        reliability = (ReliabilityPolicy.BEST_EFFORT
-                       if self.params['qos.reliability'] == 'best_effort'
-                       else ReliabilityPolicy.RELIABLE)
-        input_qos = QoSProfile(depth=self.params['qos.depth'], reliability=reliability)
-        semantic = 'segmentation' in self.runtime.backend.tasks
-        self.cameras = [CameraIO(self, prefix.strip('/'), input_qos, self._notify,
-                                 self.params['publish_points'], semantic)
-                        for prefix in self.params['cameras']]
-        for camera in self.cameras:
-            camera.publish_labels(self._labels, self.params['segmentation.threshold'],
-                                  self.get_clock().now().to_msg())
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetLabels, 'set_labels', self._on_set_labels,
-                            callback_group=service_group)
-        self.query = QueryService(self, self.cameras, self._text, self._warn)
+                      'frames_skipped_no_subscribers': 0, 'frames_skipped_rate': 0,
+                      'bad_frames': 0, 'errors': 0,
+                      # ade20k only when enabled: the default status stays as it was.
+                      'head_runs': dict.fromkeys(
+                          [t for t in TASKS if t != 'ade20k' or t in self.params['tasks']], 0),
+                      'last_latency_ms': None, 'label_generation': None}
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        health = MutuallyExclusiveCallbackGroup()  # reports while a transition loads weights
         self._status_pub = self.create_publisher(String, '~/status', 10)
-        self.create_timer(1.0, self._on_status)
-        self._last_frame_time = time.monotonic()
-        self.create_timer(self.params['warn_after'], self._check_input)
-        self._worker = threading.Thread(target=self._work, name='tipsv2_inference',
-                                        daemon=True)
-        self._worker.start()
-        topics = ', '.join(c.image_topic for c in self.cameras)
-        self.get_logger().info(f'ready: {self.runtime.backend.describe()}; listening on '
-                               f'{topics}; labels {list(self._labels.names)}')
+        self.create_timer(1.0, self._on_status, callback_group=health)
+        self.diagnostics = Diagnostics(self)
+        self.last_frame_time = time.monotonic()
+        self.create_timer(self.params['warn_after'], self._check_input, callback_group=health)
+
+    @property
+    def labels(self):
+        """The active LabelSet (None while unconfigured)."""
+        return self._labels
 
     # --- frames ---------------------------------------------------------------------
     def _notify(self) -> None:
-        self._last_frame_time = time.monotonic()
+        self.last_frame_time = time.monotonic()
         with self._wake:
             self._wake.notify()
 
@@ -134,10 +122,13 @@ class PerceptionNode(ReconfigureMixin, Node):
     def report(self, key: str, what: str, error: BaseException) -> None:
         """Count and log (rate-limited) an unexpected error the node survives."""
         self.stats['errors'] += 1
-        self._throttle.error(key, f'{what}: {error!r}')
+        self.last_error = f'{what}: {error!r}'[:300]
+        self._throttle.error(key, self.last_error)
 
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
+        rates = {task: self.params[f'{task}.max_rate'] for task in TASKS}
+        now = time.monotonic()
         frames, work = [], []
         queried = self.query.wants_features() and 'segmentation' in enabled
         for camera, msg in batch:
@@ -145,12 +136,17 @@ class PerceptionNode(ReconfigureMixin, Node):
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
                 continue
+            wanted = self._task_rates.due(wanted, rates, now)
+            if not wanted:  # every wanted task ran recently enough (its max_rate)
+                self.stats['frames_skipped_rate'] += 1
+                continue
             self._check_stamp(camera, msg)
             try:
-                frame = image_decode.image_to_rgb(msg)
+                frame = compressed.frame_to_rgb(msg)
             except ValueError as error:
                 self.stats['bad_frames'] += 1
-                self._warn(f'bad:{camera.prefix}', f'{camera.image_topic}: frame dropped: '
+                self.last_bad_frame = f'{camera.input_topic}: {error}'[:300]
+                self._warn(f'bad:{camera.prefix}', f'{camera.input_topic}: frame dropped: '
                            f'{error}')
                 continue
             frames.append(frame)
@@ -161,9 +157,13 @@ class PerceptionNode(ReconfigureMixin, Node):
         label_set = self._labels  # one read: the whole batch uses one label set
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
-            self.params['segmentation.threshold'])
+            self.params['segmentation.threshold'], keep_features=queried)
+        self._task_rates.ran(tasks, rates, now)
         for task in tasks:
             self.stats['head_runs'][task] += 1
+        for result in results:
+            if result.depth is not None:
+                processing.mark_beyond_range(result.depth, self.params['depth.max_range'])
         for (camera, msg, wanted), frame, result in zip(work, frames, results):
             camera.publish(result, msg, frame, self.params['depth.view_max'],
                            lambda text, c=camera: self._warn(f'info:{c.prefix}', text))
@@ -195,28 +195,23 @@ class PerceptionNode(ReconfigureMixin, Node):
     def _on_status(self) -> None:
         self.stats['frames_received'] = sum(c.received for c in self.cameras)
         self.stats['frames_dropped'] = sum(c.dropped for c in self.cameras)
-        self._status_pub.publish(String(data=json.dumps(self.stats)))
+        self._status_pub.publish(String(data=json.dumps({**self.stats, 'state': self.state})))
 
     def _check_input(self) -> None:
-        idle = time.monotonic() - self._last_frame_time
-        if idle < self.params['warn_after']:
+        idle = time.monotonic() - self.last_frame_time
+        if self.state != 'active' or idle < self.params['warn_after']:
             return
         for camera in self.cameras:
-            if camera.publishers_of_input() > 0 and camera.received == 0:
-                self._throttle.warn('qos', (
-                    f'{camera.image_topic} has a publisher but no frame arrived in {idle:.0f} '
-                    's: a QoS mismatch is likely (this node subscribes with '
-                    f'{self.params["qos.reliability"]}; a best_effort publisher cannot feed a '
-                    'reliable subscription). Set qos.reliability to match the camera.'))
+            if camera.received == 0 and camera.publishers_of_input() + \
+                    self.count_publishers(camera.image_topic) > 0:
+                why = input_watch.why_no_frames(self, camera.image_topic,
+                                                self.params['image_transport'],
+                                                camera.input_qos)
+                self._throttle.warn('input', f'no frame in {idle:.0f} s: {why}')
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the worker (finishing the frame in flight) and release the backend."""
-        with self._wake:
-            self._stop = True
-            self._wake.notify_all()
-        self._worker.join(timeout)
-        self._text.shutdown(wait=True)
-        self.runtime.close()
+        self.release()
 
 
 def main(args=None) -> int:

@@ -12,6 +12,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from tipsv2_ros.model.zero_shot import TEMPLATES
+from tipsv2_ros.runtime.base import TASKS
 from tipsv2_ros.runtime.pipeline import parse_input_size
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
@@ -39,8 +40,9 @@ SPECS: Dict[str, Spec] = {
     'model.tokenizer': Spec('', 'SentencePiece tokenizer.model.', True),
     'model.depth_head': Spec('', 'Depth DPT head (.zip or .safetensors).', True),
     'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
-    'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
-                                    'symmetry with `tipsv2 infer`.', True),
+    'model.segmentation_head': Spec('', 'ADE20K segmentation DPT head (.zip or .safetensors) '
+                                    'for the ade20k task; unused by the zero-shot '
+                                    'segmentation.', True),
     'model.config': Spec('', 'Model hyper-parameters (JSON, the golden config.json layout) for '
                          'weights of no official variant; empty: a config.json next to the '
                          'vision weights, else recognised by their shapes.', True),
@@ -49,8 +51,15 @@ SPECS: Dict[str, Spec] = {
     'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,
                     ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')),
     'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
-    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.', True,
-                      ('auto', 'fp32', 'fp16', 'bf16')),
+    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 '
+                      '(backend onnxruntime on the CPU, accuracy-gated against fp32).', True,
+                      ('auto', 'fp32', 'fp16', 'bf16', 'int8')),
+    'int8.calibration_frames': Spec('', "Folder of images of the robot's own scenes for the "
+                                    'int8 calibration and accuracy gate (empty: the bundled '
+                                    'sample frames).', True),
+    'text_precision': Spec('auto', 'Text encoder (label changes): auto (bf16 on a CPU with '
+                           'native bf16, else fp32), fp32 or bf16.', True,
+                           ('auto', 'fp32', 'bf16')),
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
     'tensorrt.max_batch': Spec(0, 'Largest batch of the TensorRT engines (cameras served '
@@ -74,7 +83,8 @@ SPECS: Dict[str, Spec] = {
     'triton.client_cert': Spec('', 'Client certificate (PEM) for mutual TLS.', True),
     'triton.client_key': Spec('', 'Private key (PEM) of triton.client_cert.', True),
     'tasks': Spec(['depth', 'normals', 'segmentation'], 'Tasks the node may run; each runs '
-                  'only while its outputs have subscribers.', True),
+                  'only while its outputs have subscribers. ade20k (the closed-vocabulary '
+                  'ADE20K head, torch backend) needs model.segmentation_head.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
                     "is one camera on the node's own image topic.", True),
     'labels': Spec(list(DEFAULT_LABELS), 'Open-vocabulary labels (also set by the set_labels '
@@ -83,6 +93,15 @@ SPECS: Dict[str, Spec] = {
                       'label.'),
     'segmentation.threshold': Spec(0.0, 'Pixels whose best class confidence is below this get '
                                    '255 (no label).', float_range=(0.0, 1.0)),
+    'segmentation.mode': Spec('whole', 'Zero-shot segmentation of the whole frame at once '
+                              '(whole), or the official sliding windows (slide: finer, costs '
+                              'one encoder pass per window; depth and normals still run once).',
+                              True, ('whole', 'slide')),
+    'segmentation.window': Spec(448, 'Sliding-window side in pixels; the frame is resized so '
+                                'that its short side is this (slide mode).', True,
+                                int_range=(14, 2240)),
+    'segmentation.stride': Spec(336, 'Pixels between sliding windows, at most the window '
+                                '(slide mode).', True, int_range=(1, 2240)),
     'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
                               'patch); input: the camera resolution.',
                               choices=('model', 'input')),
@@ -93,9 +112,30 @@ SPECS: Dict[str, Spec] = {
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
                      float_range=(0.0, 1000.0)),
-    'qos.reliability': Spec('best_effort', 'Input QoS reliability: best_effort (sensor data) '
-                            'or reliable.', True, ('best_effort', 'reliable')),
-    'qos.depth': Spec(1, 'Input queue depth; 1 means the latest frame wins.', True,
+    'depth.max_rate': Spec(0.0, 'Most depth maps per second (0: every frame processed).',
+                           float_range=(0.0, 1000.0)),
+    'normals.max_rate': Spec(0.0, 'Most normal maps per second (0: every frame processed).',
+                             float_range=(0.0, 1000.0)),
+    'segmentation.max_rate': Spec(0.0, 'Most segmentations per second (0: every frame '
+                                  'processed).', float_range=(0.0, 1000.0)),
+    'ade20k.max_rate': Spec(0.0, 'Most ADE20K segmentations per second (0: every frame '
+                            'processed).', float_range=(0.0, 1000.0)),
+    'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
+                            '118 "too far"); the head cannot tell distances past its 10 m '
+                            'range apart.', float_range=(0.01, 1000.0)),
+    'image_transport': Spec('raw', 'Input transport, as image_transport names it: raw '
+                            '(sensor_msgs/Image on image) or compressed '
+                            '(sensor_msgs/CompressedImage, jpeg or png, on image/compressed).',
+                            True, ('raw', 'compressed')),
+    'autostart': Spec(True, 'Configure and activate at start-up; false: wait unconfigured for '
+                      'a lifecycle manager.', True),
+    # Aliases kept for old parameter files: the defaults of the input subscriptions, which the
+    # standard qos_overrides.<topic>.subscription.* parameters override.
+    'qos.reliability': Spec('best_effort', 'Deprecated (use qos_overrides.<image topic>.'
+                            'subscription.reliability): the input QoS reliability default.',
+                            True, ('best_effort', 'reliable')),
+    'qos.depth': Spec(1, 'Deprecated (use qos_overrides.<image topic>.subscription.depth): the '
+                      'input queue depth default; 1 means the latest frame wins.', True,
                       int_range=(1, 100)),
     'warn_after': Spec(5.0, 'Seconds without frames (while a publisher exists) before warning '
                        'about a likely QoS mismatch.', True, float_range=(0.5, 3600.0)),
@@ -136,9 +176,9 @@ def check(name: str, value: Any) -> Optional[str]:
         except ValueError as error:
             return str(error)
     if name == 'tasks':
-        bad = set(value) - {'depth', 'normals', 'segmentation'}
+        bad = set(value) - set(TASKS)
         if bad or not value:
-            return f'tasks must be a non-empty subset of depth, normals, segmentation: {value}'
+            return f'tasks must be a non-empty subset of {", ".join(TASKS)}: {value}'
     if name == 'cameras' and len(set(value)) != len(value):
         return f'cameras must be distinct: {value}'
     return None

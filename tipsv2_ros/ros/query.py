@@ -27,6 +27,7 @@ from std_msgs.msg import Header
 from tipsv2_ros import processing
 from tipsv2_ros.heatmap_view import heatmap_view
 from tipsv2_ros.ros import conversions
+from tipsv2_ros.ros.camera_io import qos_copy, QOS_OVERRIDES
 from tipsv2_ros.runtime import query as scoring
 from tipsv2_ros.runtime.labels import LabelError, LabelSet, validate_phrases, validate_templates
 from tipsv2_ros.srv import Query
@@ -75,7 +76,8 @@ class QueryService:
         self._views = {}
         for prefix in self._cameras:
             self._views[prefix] = [node.create_publisher(
-                Image, f'{prefix}/{topic}' if prefix else topic, VIEW_QOS)
+                Image, f'{prefix}/{topic}' if prefix else topic, qos_copy(VIEW_QOS),
+                qos_overriding_options=QOS_OVERRIDES)
                 for topic in VIEW_TOPICS]
         self._service = node.create_service(Query, 'query', self._on_query,
                                             callback_group=MutuallyExclusiveCallbackGroup())

@@ -9,9 +9,10 @@ It uses the node's ``params``, ``runtime``, ``cameras``, ``stats``, ``_labels``,
 ``_pending_labels``, ``_wake``, ``_text`` and ``_warn``.
 """
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter
 
 from tipsv2_ros.ros import params as node_params
-from tipsv2_ros.runtime.labels import LabelError
+from tipsv2_ros.runtime.labels import LabelError, validate_labels, validate_templates
 
 
 class ReconfigureMixin:
@@ -30,6 +31,7 @@ class ReconfigureMixin:
             current = self._pending_labels or self._labels
         else:
             self._set_labels(label_set)
+            self._sync_label_parameters(label_set)
             response.success = True
             response.message = f'{len(label_set.names)} labels active from the next frame'
             current = label_set
@@ -38,6 +40,18 @@ class ReconfigureMixin:
         if not response.success:
             self._warn('set_labels', response.message)
         return response
+
+    def _sync_label_parameters(self, label_set) -> None:
+        """Keep the labels and templates parameters equal to what set_labels made active.
+
+        So ``ros2 param get`` and ``ros2 param dump`` tell the truth. The parameter callback
+        sees the label set it already has and builds nothing.
+        """
+        result = self.set_parameters_atomically([
+            Parameter('labels', value=list(label_set.names)),
+            Parameter('templates', value=list(label_set.templates))])
+        if not result.successful:
+            self._warn('set_labels', f'labels parameter not updated: {result.reason}')
 
     def _build_labels(self, labels, templates):
         return self._text.submit(self.runtime.labels.build, labels, templates).result()
@@ -71,8 +85,19 @@ class ReconfigureMixin:
                 return self._refuse(problem)
             changes[param.name] = param.value
         label_set = None
-        if 'labels' in changes or 'templates' in changes:
-            current = self._pending_labels or self._labels
+        current = self._pending_labels or self._labels
+        asked = {name: tuple(changes[name]) for name in ('labels', 'templates') if name in changes}
+        if current is not None and asked and asked == {
+                name: {'labels': current.names, 'templates': current.templates}[name]
+                for name in asked}:
+            pass  # the labels in use (set_labels keeping the parameters in step): no rebuild
+        elif ('labels' in changes or 'templates' in changes) and current is None:
+            try:  # unconfigured: checked now, embedded when the node is configured
+                validate_labels(changes.get('labels', self.params['labels']))
+                validate_templates(changes.get('templates', self.params['templates']))
+            except LabelError as error:
+                return self._refuse(str(error))
+        elif 'labels' in changes or 'templates' in changes:
             try:
                 label_set = self._build_labels(changes.get('labels', current.names),
                                                changes.get('templates', current.templates))

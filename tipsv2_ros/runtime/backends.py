@@ -16,7 +16,7 @@ from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
 
 NAMES = ('auto', 'torch', 'onnxruntime', 'tensorrt', 'triton')
-PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16', 'int8')
 _EXPORT_MODULES = ('onnx', 'onnxscript')
 
 
@@ -73,7 +73,7 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
         input_size: (H, W) the image path runs at.
         tasks: the tasks that may be asked for.
         device: where frames arrive and outputs stay.
-        precision: 'auto', 'fp32', 'fp16' or 'bf16'.
+        precision: 'auto', 'fp32', 'fp16', 'bf16' or 'int8' (onnxruntime on the CPU).
         cache_dir: where ONNX files and engines are cached (default: the weights cache).
         log: where progress and the choice are reported.
         options: the node's parameter values; the weight file paths in them key the cache.
@@ -81,6 +81,12 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
     if name not in NAMES:
         raise BackendError(f'backend {name!r}: expected one of {", ".join(NAMES)}')
     device, tasks = torch.device(device), check_tasks(tasks)
+    if 'ade20k' in tasks:
+        # The ADE20K head is not part of the exported image path: PyTorch only.
+        if name not in ('auto', 'torch'):
+            raise BackendError(f"task 'ade20k' runs on the torch backend only, not {name}; "
+                               "use backend torch or drop 'ade20k' from tasks")
+        name = 'torch'
     if name != 'auto':
         return _create(name, model, input_size, tasks, device, precision, cache_dir, log,
                        options or {})
@@ -156,9 +162,10 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, op
     if not _installed('onnxruntime'):
         raise BackendError('onnxruntime is not installed: pip install onnxruntime (or '
                            'onnxruntime-gpu for CUDA)')
-    if precision != 'fp32':
-        raise BackendError(f'backend onnxruntime runs fp32 only (asked: {precision}); use '
-                           'precision fp32, or backend tensorrt for a parity-checked fp16')
+    if precision not in ('fp32', 'int8') or (precision == 'int8' and device.type != 'cpu'):
+        raise BackendError(f'backend onnxruntime runs fp32 only, or int8 on the CPU (asked: '
+                           f'{precision} on {device}); use precision fp32, or backend '
+                           'tensorrt for a parity-checked fp16')
     _need_export_modules('onnxruntime')
     from tipsv2_ros.runtime import export
     from tipsv2_ros.runtime.onnx_backend import export_opset, OnnxRuntimeBackend, providers_for
@@ -166,11 +173,20 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, op
     parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, options),
                                 cache_dir, log, opset=export_opset(device))
     from tipsv2_ros.runtime import jetson
-    return OnnxRuntimeBackend(
-        {n: p.path for n, p in parts.items()}, input_size, tasks, device,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        max_batch=int(options.get('tensorrt.max_batch') or jetson.default_max_batch()),
-        workspace_mb=int(options.get('tensorrt.workspace_mb') or jetson.default_workspace_mb()))
+
+    def create(files, level='fp32', report=None):
+        return OnnxRuntimeBackend(
+            files, input_size, tasks, device,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            max_batch=int(options.get('tensorrt.max_batch') or jetson.default_max_batch()),
+            workspace_mb=int(options.get('tensorrt.workspace_mb')
+                             or jetson.default_workspace_mb()),
+            precision=level, report=report)
+    if precision == 'fp32':
+        return create({n: p.path for n, p in parts.items()})
+    from tipsv2_ros.runtime import int8_path
+    return int8_path.build(model, tasks, input_size, device, parts, create, cache_dir, log,
+                           str(options.get('int8.calibration_frames') or '') or None)
 
 
 def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, options):

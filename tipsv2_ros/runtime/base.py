@@ -12,7 +12,9 @@ import torch
 
 from tipsv2_ros.model.image_path import DenseOutputs
 
-TASKS = ('depth', 'normals', 'segmentation')
+# 'segmentation' is the open-vocabulary (zero-shot) result; 'ade20k' the closed-vocabulary
+# ADE20K segmentation head.
+TASKS = ('depth', 'normals', 'segmentation', 'ade20k')
 
 
 class BackendError(RuntimeError):

@@ -17,13 +17,16 @@ from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.base import Backend, BackendError, check_tasks
 from tipsv2_ros.runtime.labels import LabelBank
 from tipsv2_ros.runtime.pipeline import parse_input_size, Pipeline
+from tipsv2_ros.runtime.sliding import check_window, encoder_size, MODES, SlidingWindow
 
 # Which files each task needs, by parameter name (the `tipsv2 infer` flags mirror them).
 TASK_FILES = {
     'depth': ('model.depth_head',),
     'normals': ('model.normals_head',),
     'segmentation': ('model.text_weights', 'model.tokenizer'),
+    'ade20k': ('model.segmentation_head',),
 }
+TEXT_PRECISIONS = ('auto', 'fp32', 'bf16')
 FILE_PARAMS = ('model.vision_weights', 'model.text_weights', 'model.tokenizer',
                'model.depth_head', 'model.normals_head', 'model.segmentation_head')
 
@@ -40,6 +43,8 @@ class Runtime(NamedTuple):
 
     def close(self) -> None:
         self.backend.close()
+        if self.pipeline.slide is not None:
+            self.pipeline.slide.close()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,6 +58,28 @@ def resolve_device(name: str) -> torch.device:
         raise StartupError(f'device {name!r} asked for, but this PyTorch build sees no CUDA '
                            f'GPU (torch {torch.__version__}); use device: cpu')
     return device
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), so bf16 is faster."""
+    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_text_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 on a CPU with native bf16, else fp32 (text costs little on a GPU).
+
+    A cold label change runs ~90 prompts through a text encoder as large as the image
+    encoder, as many tokens as a 448x448 frame: in fp32 it costs about one encoder frame;
+    bf16 matrix units do it in a fraction of that, with embeddings within ~0.5% (cosine
+    >= 0.9999) of fp32.
+    """
+    if name not in TEXT_PRECISIONS:
+        raise StartupError(f'text_precision {name!r}: expected one of '
+                           f'{", ".join(TEXT_PRECISIONS)}')
+    if name != 'auto':
+        return name
+    return 'bf16' if torch.device(device).type == 'cpu' and native_bf16() else 'fp32'
 
 
 def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
@@ -71,8 +98,9 @@ def model_files(values: Dict[str, object]) -> Dict[str, Optional[str]]:
         'model.tokenizer': found.tokenizer, 'model.depth_head': found.depth_head,
         'model.normals_head': found.normals_head,
         'model.segmentation_head': found.segmentation_head}
-    # The ADE20K head is not used by the node's zero-shot masks: load it only when named.
-    downloaded['model.segmentation_head'] = None
+    # The ADE20K head is not used by the zero-shot masks: load it only for the ade20k task.
+    if 'ade20k' not in values.get('tasks', ()):
+        downloaded['model.segmentation_head'] = None
     return {name: explicit[name] or (str(downloaded[name]) if downloaded[name] else None)
             for name in FILE_PARAMS}
 
@@ -128,7 +156,11 @@ def build(values: Dict[str, object], log: Callable[[str], None] = print,
     input_size = parse_input_size(values.get('model.input_size', 448))
     files = model_files(values)
     model = load_model(files, tasks, model_variant(values), device)
-    log(f'loaded {model.describe()} for {sorted(tasks)} on {device}')
+    if model.text is not None:
+        model.set_text_precision(resolve_text_precision(
+            str(values.get('text_precision', 'auto')), device))
+    log(f'loaded {model.describe()} for {sorted(tasks)} on {device}'
+        + (f' (text encoder {model.text_precision})' if model.text is not None else ''))
     try:
         backend = backends.create(str(values.get('backend', 'auto')), model, input_size,
                                   tasks, device, str(values.get('precision', 'auto')),
@@ -136,12 +168,44 @@ def build(values: Dict[str, object], log: Callable[[str], None] = print,
                                   options=values)
     except BackendError as error:
         raise StartupError(str(error)) from None
+    try:
+        slide = sliding_window(values, model, tasks, device, log)
+    except (BackendError, ValueError) as error:
+        backend.close()
+        raise StartupError(f'segmentation.mode slide: {error}') from None
     if backend.name == 'tensorrt' and not keep_torch:
         release_image_towers(model, log)
     temperature = model.temperature if model.temperature is not None else 0.01
     labels = LabelBank(_text_encoder(model, device)) if 'segmentation' in tasks \
         else LabelBank(_no_text)
-    return Runtime(model, backend, Pipeline(backend, temperature), labels)
+    return Runtime(model, backend, Pipeline(backend, temperature, slide), labels)
+
+
+def sliding_window(values: Dict[str, object], model: TipsV2, tasks, device: torch.device,
+                   log: Callable[[str], None]) -> Optional[SlidingWindow]:
+    """Build the sliding-window zero-shot mode when ``segmentation.mode`` is 'slide'.
+
+    ``segmentation.window`` and ``segmentation.stride`` set the windows; the frame is
+    resized to ``segmentation.frame_size`` (``tipsv2 infer --input-size``) when given, else
+    its short side to the window. The window backend is of the same kind as the main one.
+    """
+    mode = str(values.get('segmentation.mode', 'whole'))
+    if mode not in MODES:
+        raise ValueError(f'unknown mode {mode!r}; use one of {", ".join(MODES)}')
+    if mode != 'slide' or 'segmentation' not in tasks:
+        return None
+    window = int(values.get('segmentation.window', 448))
+    stride = int(values.get('segmentation.stride', 336))
+    check_window(window, stride)
+    frame_size = values.get('segmentation.frame_size') or None
+    frame_size = parse_input_size(frame_size) if frame_size else None
+    size = encoder_size(window, frame_size)
+    backend = backends.create(str(values.get('backend', 'auto')), model, size,
+                              {'segmentation'}, device, str(values.get('precision', 'auto')),
+                              values.get('engine_cache_dir') or None, log, options=values)
+    slide = SlidingWindow(backend, window, stride, frame_size)
+    log(slide.describe())
+    return slide
 
 
 def release_image_towers(model: TipsV2, log: Callable[[str], None]) -> None:

@@ -123,14 +123,18 @@ class OnnxRuntimeBackend(Backend):
         cache_dir: where the TensorRT execution provider caches its engines.
         max_batch: the largest batch of the TensorRT provider's profiles.
         workspace_mb: the TensorRT provider's builder workspace limit.
+        precision: what the files hold, 'fp32' or 'int8' (``int8_path``), for ``describe``.
+        report: the int8 accuracy gate's figures, when there was a gate.
     """
 
     name = 'onnxruntime'
 
     def __init__(self, parts: Mapping[str, os.PathLike], input_size: Tuple[int, int],
                  tasks: Iterable[str], device='cpu', threads: Optional[int] = None,
-                 cache_dir: Optional[str] = None, max_batch: int = 4, workspace_mb: int = 4096):
+                 cache_dir: Optional[str] = None, max_batch: int = 4, workspace_mb: int = 4096,
+                 precision: str = 'fp32', report=None):
         super().__init__(input_size, torch.device(device), tasks)
+        self.precision, self.report = precision, report
         needed = {'encoder'} | (self.tasks & set(HEADS))
         missing = needed - set(parts)
         if missing:
@@ -201,7 +205,8 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         providers = self._sessions['encoder'].get_providers()[0].replace('ExecutionProvider', '')
-        return f'{super().describe()} (fp32, {providers}, {self.threads} threads)'
+        return (f'{super().describe()} ({self.precision}, {providers}, {self.threads} '
+                'threads)')
 
     def close(self) -> None:
         self._sessions = {}

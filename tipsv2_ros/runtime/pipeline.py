@@ -2,8 +2,10 @@
 """The per-frame path shared by the node, ``tipsv2 infer`` and the benchmark.
 
 RGB frames -> one resize on the device -> one backend call for the whole batch -> zero-shot
-labels and confidence at the decoder resolution (never per-class logits at camera
-resolution) -> depth and normals at the output size -> numpy arrays ready for messages.
+labels and confidence at the output size (cosines upsampled bilinearly, argmax there, as the
+official evaluation does) -> depth and normals at the output size -> numpy arrays ready for
+messages. In the sliding-window mode (``sliding``) the zero-shot features come from windows
+of each frame instead, through a second backend; the heads still run once per frame.
 
 On CUDA, frames are uploaded from pinned memory and processed on the pipeline's own stream,
 and each frame's outputs come back in one copy (``transfer.to_host``); stage timings wait for
@@ -17,10 +19,12 @@ import numpy as np
 import torch
 
 from tipsv2_ros import processing
-from tipsv2_ros.model import zero_shot
+from tipsv2_ros.model import ade20k, zero_shot
+from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.runtime import transfer
 from tipsv2_ros.runtime.base import Backend
 from tipsv2_ros.runtime.labels import LabelSet
+from tipsv2_ros.runtime.sliding import SlidingWindow
 
 Size = Tuple[int, int]
 
@@ -65,7 +69,10 @@ class FrameResult(NamedTuple):
     label_set: Optional[LabelSet] = None      # the labels ``labels`` index into
     # (h, w, D) the frame's zero-shot patch features on the device, kept for text queries
     # (`runtime.query`); a copy, so a backend reusing its output buffers cannot change it.
+    # None in the sliding-window mode, whose features are per window.
     features: Optional[torch.Tensor] = None
+    ade20k_labels: Optional[np.ndarray] = None      # (H, W) uint8 ADE20K class index
+    ade20k_confidence: Optional[np.ndarray] = None  # (H, W) uint8, probability x 255
 
 
 class Pipeline:
@@ -75,11 +82,14 @@ class Pipeline:
         backend: the inference backend (owns the input size and device).
         temperature: the text checkpoint's temperature; confidences are
             softmax(cosine / temperature) over the active labels.
+        slide: the sliding-window zero-shot mode, or None for the whole-image mode.
     """
 
-    def __init__(self, backend: Backend, temperature: float):
+    def __init__(self, backend: Backend, temperature: float,
+                 slide: Optional[SlidingWindow] = None):
         self.backend = backend
         self.temperature = float(temperature)
+        self.slide = slide
         self.model_output_size = processing.decoder_size(backend.input_size)
         self.timings: Dict[str, float] = {}
         self.stream = (torch.cuda.Stream(backend.device) if backend.device.type == 'cuda'
@@ -87,8 +97,13 @@ class Pipeline:
 
     def run(self, frames: Sequence[np.ndarray], tasks: FrozenSet[str],
             label_set: Optional[LabelSet] = None, output: str = 'model',
-            threshold: float = 0.0) -> List[FrameResult]:
-        """Process a batch of HxWx3 uint8 RGB frames (sizes may differ)."""
+            threshold: float = 0.0, keep_features: bool = False) -> List[FrameResult]:
+        """Process a batch of HxWx3 uint8 RGB frames (sizes may differ).
+
+        ``keep_features``: in the sliding-window mode, also compute the whole frame's
+        zero-shot features (``FrameResult.features``, what text queries score); the
+        whole-frame mode keeps them whenever it segments.
+        """
         tasks = frozenset(tasks) & self.backend.tasks
         if label_set is None:
             tasks -= {'segmentation'}
@@ -97,26 +112,44 @@ class Pipeline:
         if not tasks:
             return [FrameResult(size) for size in sizes]
         clock = _Clock(self.timings, self.backend.device)
+        sliding = self.slide is not None and 'segmentation' in tasks
+        whole_tasks = tasks - {'segmentation'} if sliding and not keep_features else tasks
         on_stream = (torch.cuda.stream(self.stream) if self.stream is not None
                      else contextlib.nullcontext())
         with torch.inference_mode(), on_stream:
-            pixels = torch.cat([processing.to_pixel_values(
-                _shrink_huge(f, self.backend.input_size), self.backend.input_size,
-                self.backend.device) for f in frames])
-            clock.lap('preprocess')
-            dense = self.backend.infer(pixels, tasks)
-            clock.lap('inference')
-            seg = None
+            dense = DenseOutputs(None, None, None)
+            if whole_tasks:
+                pixels = torch.cat([processing.to_pixel_values(
+                    _shrink_huge(f, self.backend.input_size), self.backend.input_size,
+                    self.backend.device) for f in frames])
+                clock.lap('preprocess')
+                dense = self.backend.infer(pixels, whole_tasks)
+                clock.lap('inference')
+            segs = [None] * len(frames)
             if 'segmentation' in tasks:
-                classifier = label_set.classifier.to(dense.features.device,
-                                                     dense.features.dtype)
-                seg = zero_shot.segment(dense.features, classifier, self.temperature,
-                                        self.model_output_size, threshold)
+                slide_probs = self.slide.probabilities(
+                    [_shrink_huge(f, self.slide.slide_size(f.shape[:2])) for f in frames],
+                    label_set.classifier, self.temperature) if sliding else None
+                segs = [self._segment(i, size, dense, slide_probs, label_set, threshold)
+                        for i, size in enumerate(sizes)]
                 clock.lap('zero_shot')
-            results = [self._frame(i, size, dense, seg, label_set) for i, size in
-                       enumerate(sizes)]
+            results = [self._frame(i, size, dense, seg, label_set)
+                       for i, (size, seg) in enumerate(zip(sizes, segs))]
             clock.lap('postprocess')
         return results
+
+    def _segment(self, i, size, dense, slide_probs, label_set, threshold
+                 ) -> zero_shot.Segmentation:
+        """Labels at the output size: probabilities (or cosines) upsampled, argmax there."""
+        if slide_probs is None:
+            features = dense.features[i:i + 1]
+            classifier = label_set.classifier.to(features.device, features.dtype)
+            return zero_shot.segment(features, classifier, self.temperature, size, threshold)
+        probs = processing.resize_dense(slide_probs[i][None], size, 'bilinear')
+        confidence, labels = probs.max(dim=1)
+        labels = labels.to(torch.uint8).masked_fill(confidence < threshold,
+                                                    zero_shot.UNLABELLED)
+        return zero_shot.Segmentation(labels, confidence)
 
     def _frame(self, i, size, dense, seg, label_set) -> FrameResult:
         depth = normals = labels = confidence = features = None
@@ -127,17 +160,19 @@ class Pipeline:
                                               'normals')
             normals = normals[0].permute(1, 2, 0)
         if seg is not None:
-            conf8 = (seg.confidence[i:i + 1, None] * 255).round_().to(torch.uint8)
-            labels = seg.labels[i:i + 1, None]
-            if tuple(size) != self.model_output_size:
-                labels = processing.resize_dense(labels, size, 'nearest')
-                conf8 = processing.resize_dense(conf8, size, 'nearest')
-            labels, confidence = labels[0, 0], conf8[0, 0]
-            features = dense.features[i].clone()
-        depth, normals, labels, confidence = transfer.to_host(
-            [depth, normals, labels, confidence])
+            labels, confidence = _labels_and_confidence(seg)
+            if dense.features is not None:
+                features = dense.features[i].clone()
+        ade20k_labels = ade20k_confidence = None
+        if dense.ade20k is not None:
+            ade20k_labels, ade20k_confidence = _labels_and_confidence(
+                ade20k.segment(dense.ade20k[i:i + 1], size))
+        depth, normals, labels, confidence, ade20k_labels, ade20k_confidence = \
+            transfer.to_host([depth, normals, labels, confidence, ade20k_labels,
+                              ade20k_confidence])
         return FrameResult(tuple(size), depth, normals, labels, confidence,
-                           label_set if seg is not None else None, features)
+                           label_set if seg is not None else None, features, ade20k_labels,
+                           ade20k_confidence)
 
 
 def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
@@ -152,6 +187,13 @@ def _shrink_huge(frame: np.ndarray, size: Size) -> np.ndarray:
     if frame.shape[0] * frame.shape[1] <= HOST_SHRINK_PIXELS:
         return frame
     return processing.resize_rgb(frame, size)
+
+
+def _labels_and_confidence(seg: zero_shot.Segmentation
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One frame's labels and confidence x 255 as (H, W) uint8 tensors."""
+    conf8 = (seg.confidence * 255).round_().to(torch.uint8)
+    return seg.labels[0], conf8[0]
 
 
 class _Clock:

@@ -5,7 +5,7 @@ from typing import FrozenSet, Iterable, Tuple
 
 import torch
 
-from tipsv2_ros.model.image_path import DenseEncoder, DenseOutputs
+from tipsv2_ros.model.image_path import DenseEncoder, DenseOutputs, TASKS as IMAGE_PATH_TASKS
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime.base import Backend
 
@@ -36,8 +36,15 @@ class TorchBackend(Backend):
         self.precision = precision
         if self.device.type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        self.path = model.image_path(self.tasks, input_size).eval()
-        layers = self.path.encoder.layers
+        path_tasks = self.tasks & set(IMAGE_PATH_TASKS)
+        self.path = model.image_path(path_tasks, input_size).eval() if path_tasks else None
+        self.ade20k = None
+        if 'ade20k' in self.tasks:
+            if 'segmentation' not in model.heads:
+                raise ValueError("task 'ade20k' needs the segmentation head weights")
+            self.ade20k = model.heads['segmentation']
+        layers = model.config.dpt.intermediate_layers if (
+            self.tasks & {'depth', 'normals', 'ade20k'}) else ()
         # Two encoders over the same weights: the value-trick features of the last block
         # are computed only while segmentation is asked for.
         self._encoders = {with_features: DenseEncoder(model.vision, layers, input_size,
@@ -58,7 +65,8 @@ class TorchBackend(Backend):
             if 'normals' in tasks:
                 normals = self.path.normals(encoded.intermediates).float()
             features = encoded.features.float() if 'segmentation' in tasks else None
-        return DenseOutputs(depth, normals, features)
+            ade20k = self.ade20k(encoded.intermediates).float() if 'ade20k' in tasks else None
+        return DenseOutputs(depth, normals, features, ade20k)
 
     def describe(self) -> str:
         return f'{super().describe()} ({self.precision})'

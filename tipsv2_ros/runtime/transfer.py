@@ -1,7 +1,7 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Device-to-host transfer of a frame's outputs in one copy.
 
-A frame has up to four outputs (depth, normals, labels, confidence). Copying each with
+A frame has several outputs (depth, normals, labels, confidence, ...). Copying each with
 ``.cpu()`` costs one synchronous copy from pageable memory and one wait for the whole device
 per output; here they are packed into one device buffer (each segment 16-byte aligned, so
 every dtype can be viewed in place), copied once into pinned host memory on the current
