@@ -140,7 +140,7 @@ class TipsV2(nn.Module):
         if self.text is None or self.tokenizer is None:
             raise RuntimeError('encode_text() needs text weights and a tokenizer')
         ids, paddings = self.tokenizer.tokenize(list(texts))
-        # The text tower's own device: the image tower leaves the GPU when engines run it.
+        # The text tower's device: the image tower leaves the GPU under engines.
         device = next(self.text.parameters()).device
         chunks = [self.text(*(part.to(device) for part in _trim_padding(
             ids[i:i + batch_size], paddings[i:i + batch_size])))
