@@ -16,8 +16,7 @@ from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import export, parity
 from tipsv2_ros.runtime.base import Backend
 
-# What the sample frames show (tipsv2_ros/samples): the labels of the segmentation gate.
-SCENE_LABELS = ('floor', 'wall', 'door', 'picture', 'box', 'ball')
+SCENE_LABELS = parity.SCENE_LABELS  # re-exported: tensorrt_backend's public name
 GATE_FRAMES = 6
 
 
@@ -29,14 +28,7 @@ def measure(backend: Backend, model: TipsV2, frames: int = GATE_FRAMES) -> parit
     with torch.inference_mode(), parity.strict_fp32():
         ours = [backend.infer(frame[None], backend.tasks) for frame in pixels]
         expected = [reference.infer(frame[None], backend.tasks) for frame in pixels]
-        classifier = None
-        if 'segmentation' in backend.tasks and model.text is not None and model.tokenizer:
-            classifier = model.text_classifier(SCENE_LABELS)
-        elif 'segmentation' in backend.tasks:
-            # No text tower: fixed random directions still test that the argmax survives.
-            width = model.config.vision.embed_dim
-            directions = torch.randn(16, width, generator=torch.Generator().manual_seed(0))
-            classifier = torch.nn.functional.normalize(directions, dim=-1)
+        classifier = parity.gate_classifier(model, backend.tasks)
     joined = [DenseOutputs(*(torch.cat(f) if f[0] is not None else None for f in zip(*runs)))
               for runs in (ours, expected)]
     return parity.compare(joined[0], joined[1], classifier)

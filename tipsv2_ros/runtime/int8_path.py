@@ -28,8 +28,6 @@ from tipsv2_ros.runtime.base import BackendError, check_tasks
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
-# What the sample frames show (tipsv2_ros/samples): the labels of the zero-shot figure.
-SCENE_LABELS = ('floor', 'wall', 'door', 'picture', 'box', 'ball')
 
 
 def gate_frames(input_size: Tuple[int, int], folder: Optional[str] = None) -> torch.Tensor:
@@ -115,14 +113,7 @@ def measure(backend, model: TipsV2, pixels: torch.Tensor) -> parity.Int8Report:
     with torch.inference_mode():
         runs = [[b.infer(frame[None].to(backend.device), backend.tasks) for frame in pixels]
                 for b in (backend, reference)]
-        classifier = None
-        if 'segmentation' in backend.tasks and model.text is not None and model.tokenizer:
-            classifier = model.text_classifier(SCENE_LABELS)
-        elif 'segmentation' in backend.tasks:
-            # No text tower: fixed random directions still test that the argmax survives.
-            width = model.config.vision.embed_dim
-            directions = torch.randn(16, width, generator=torch.Generator().manual_seed(0))
-            classifier = torch.nn.functional.normalize(directions, dim=-1)
+        classifier = parity.gate_classifier(model, backend.tasks)
     ours, expected = (DenseOutputs(*(torch.cat(f) if f[0] is not None else None
                                      for f in zip(*run))) for run in runs)
     return parity.compare_int8(ours, expected, classifier)

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from tipsv2_ros.model.image_path import DenseOutputs
 
+# The labels a gate scores zero-shot agreement with: things any indoor frame may show.
+SCENE_LABELS = ('floor', 'wall', 'door', 'picture', 'box', 'ball')
+
 # What an exported graph must reproduce before it is accepted (every output, fp32).
 EXPORT_RTOL = 1e-3
 
@@ -198,3 +201,18 @@ def compare_int8(ours: DenseOutputs, reference: DenseOutputs,
     if ours.features is not None and reference.features is not None and classifier is not None:
         agreement = argmax_agreement(ours.features, reference.features, classifier)
     return Int8Report(depth, normals, agreement, spread)
+
+
+def gate_classifier(model, tasks) -> Optional[torch.Tensor]:
+    """Return the zero-shot classifier a gate compares labels with (None without segmentation).
+
+    With the text tower: SCENE_LABELS. Without it, fixed random directions still test that
+    the argmax survives.
+    """
+    if 'segmentation' not in tasks:
+        return None
+    if model.text is not None and model.tokenizer:
+        return model.text_classifier(SCENE_LABELS)
+    directions = torch.randn(16, model.config.vision.embed_dim,
+                             generator=torch.Generator().manual_seed(0))
+    return F.normalize(directions, dim=-1)
