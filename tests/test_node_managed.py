@@ -265,14 +265,19 @@ def test_the_backends_fallback_lines_are_recognised():
     from tipsv2_ros.ros import diagnostics
     runtime = pathlib.Path(diagnostics.__file__).parents[1] / 'runtime'
     sources = {name: (runtime / name).read_text()
-               for name in ('backends.py', 'tensorrt_backend.py')}
+               for name in ('backends.py', 'tensorrt_backend.py', 'int8_path.py')}
     assert 'is not usable ({error}); trying the next one' in sources['backends.py']
-    assert '; falling back to {LEVELS[following]}' in sources['tensorrt_backend.py']
+    assert 'backend auto on a CUDA device without TensorRT' in sources['backends.py']
+    assert "f'falling back to {_describe(following, LEVELS)}" in sources['tensorrt_backend.py']
+    assert '; falling back to fp32' in sources['int8_path.py']
     assert diagnostics.is_fallback('backend auto: tensorrt is not usable (no GPU); trying the '
                                    'next one')
     assert diagnostics.is_fallback('WARNING: the TensorRT fp16 engines fail the parity gate '
                                    '(depth 3%); falling back to fp16-safe. Their output is '
                                    'not used.')
+    assert diagnostics.is_fallback('WARNING: backend auto on a CUDA device without TensorRT: '
+                                   'no module named tensorrt. The image path runs about 3x '
+                                   'slower than with TensorRT fp16.')
     assert not diagnostics.is_fallback('backend auto -> torch on cpu at 448x448 (fp32)')
 
 

@@ -171,8 +171,8 @@ class TensorRTBackend(Backend):
                 following = {n: order[order.index(levels[n]) + 1] for n in blamed}
                 log(f'WARNING: the TensorRT {backend.precision} engines fail the parity gate '
                     f'({"; ".join(problems)}) with TensorRT {toolchain.version} on '
-                    f'{toolchain.gpu}; rebuilding the {", ".join(blamed)} part(s), falling '
-                    f'back to {_describe(following, LEVELS)}. Their output is not used.')
+                    f'{toolchain.gpu}; rebuilding the {", ".join(blamed)} part(s), '
+                    f'falling back to {_describe(following, LEVELS)}. Their output is not used.')
                 levels.update(following)
         except BaseException:
             _close_unused(loaded, {})
