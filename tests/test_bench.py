@@ -23,8 +23,9 @@ STAGES = ('pre-processing', 'inference, ', 'zero-shot logits', 'post-processing'
           'message creation', 'publish', 'node end to end', 'in-process inference',
           'semantic point cloud creation')
 RATIOS = ('P0:', 'P0 context', 'P1:', 'P2:', 'P2 bf16', 'P3:', 'P6 cold:', 'P6 cached:',
-          'P6 hiccup:', 'P7:', 'P4:', 'P5:', 'fps', 'semantic point cloud: bytes per frame',
-          'query latency, cached phrase', 'query latency, uncached phrase')
+          'P6 hiccup:', 'P7:', 'zero-shot slide / whole:', 'P4:', 'P5:', 'fps',
+          'semantic point cloud: bytes per frame', 'query latency, cached phrase',
+          'query latency, uncached phrase')
 
 
 @pytest.fixture(scope='module')

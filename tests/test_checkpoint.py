@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tipsv2_ros.model import checkpoint
-from tipsv2_ros.model import CheckpointError, TINY, TipsV2
+from tipsv2_ros.model import CheckpointError, dpt_checkpoint, TINY, TipsV2
 from tipsv2_ros.model.dpt import DepthHead
 from tipsv2_ros.model.random_weights import write_random_checkpoint
 
@@ -158,13 +157,13 @@ def test_scenic_round_trip_and_conv_transpose_flip():
     """Round-trip torch -> Scenic -> torch exactly; only ConvTranspose kernels are rotated."""
     head = DepthHead(64, TINY.dpt)
     state = {k: v for k, v in head.state_dict().items() if k != 'bin_centers'}
-    scenic = checkpoint.torch_to_scenic(state, 'depth')
-    task, back = checkpoint.scenic_to_torch(scenic)
-    assert task == 'depth' and set(back) == set(state)
+    scenic = dpt_checkpoint.torch_to_scenic(state, 'depth')
+    task, back, unused = dpt_checkpoint.scenic_to_torch(scenic)
+    assert task == 'depth' and set(back) == set(state) and unused == []
     assert all(torch.equal(back[k], state[k]) for k in state)
     kernel = scenic['decoder/dpt/reassemble_blocks/resize_layers_0/kernel']  # (H, W, in, out)
     torch_kernel = state['dpt.reassemble.resize_layers.0.weight'].numpy()  # (in, out, H, W)
     np.testing.assert_array_equal(kernel[::-1, ::-1], torch_kernel.transpose(2, 3, 0, 1))
     # Without the optional 'decoder/' prefix, as the official loader also accepts.
     plain = {k.removeprefix('decoder/'): v for k, v in scenic.items()}
-    assert checkpoint.scenic_to_torch(plain)[0] == 'depth'
+    assert dpt_checkpoint.scenic_to_torch(plain)[0] == 'depth'

@@ -50,6 +50,29 @@ def test_infer_save_raw_reproduces_the_golden_arrays(tmp_path, index, size, caps
     np.testing.assert_array_equal(ours['image'], golden[f'image_{index}'])
 
 
+def test_infer_slide_mode_reproduces_the_golden_slide_probabilities(tmp_path, capsys):
+    """The official sliding windows (70 px every 42 px) on image 1 at its own size."""
+    raw = tmp_path / 'raw.npz'
+    argv = ['infer', str(GOLDEN / 'image_1.png'), '--zero-shot-mode', 'slide',
+            '--window', '70', '--stride', '42', '--input-size', '98x126',
+            '--vision-weights', str(GOLDEN / 'vision.npz'),
+            '--text-weights', str(GOLDEN / 'text.npz'),
+            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
+            '--depth-head', str(GOLDEN / 'depth_dpt.zip'),
+            '--labels', 'cat,dog,floor', '--out', str(tmp_path), '--save-raw', str(raw)]
+    assert main(argv) == 0
+    assert 'sliding windows 70 px every 42 px (98x126)' in capsys.readouterr().out
+    ours, golden = np.load(raw), np.load(GOLDEN / 'expected.npz')
+    expected = golden['zeroshot_slide_probs_1']
+    assert ours['zeroshot_slide_probs'].shape == expected.shape
+    assert np.abs(ours['zeroshot_slide_probs'] - expected).max() <= 1e-4
+    np.testing.assert_array_equal(ours['zeroshot_slide_side_stride'],
+                                  golden['zeroshot_slide_side_stride'])
+    # The whole-image arrays of the same run are still the golden ones.
+    assert np.abs(ours['zeroshot_probs'] - golden['zeroshot_probs_1']).max() <= 1e-4
+    assert (tmp_path / 'image_1_segmentation.png').is_file()
+
+
 def test_infer_reports_bad_files(tmp_path, capsys):
     missing = tmp_path / 'missing.npz'
     assert main(['infer', str(GOLDEN / 'image_0.png'), '--vision-weights', str(missing),

@@ -5,6 +5,7 @@ A stand-in toolchain "builds" the (mixed-precision) ONNX and "runs" it in onnxru
 orchestration around TensorRT (what is built from which file, what is cached, what the gate
 decides) is tested without a GPU; the real TensorRT build is in tests/test_tensorrt.py.
 """
+import hashlib
 import pathlib
 
 import golden
@@ -64,24 +65,40 @@ def test_cpu_export_fuses_attention_and_tensorrt_keeps_opset_18(
     assert onnx_backend.export_opset(cpu) == 23
 
 
-def _fake_toolchain(strong=True, builds=None, version='10.99-fake'):
-    """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime."""
-    from tipsv2_ros.runtime.backends.tensorrt.backend import Toolchain
+def _fake_toolchain(strong=True, builds=None, version='10.99-fake', broken=()):
+    """Stand in for TensorRT: keep the ONNX an engine is built from, run it in onnxruntime.
 
-    def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed):
+    ``broken``: (part, level) pairs whose "engine" returns its outputs scaled by 1.5.
+    """
+    from tipsv2_ros.runtime.backends.tensorrt.backend import Toolchain
+    made = {}
+
+    def build(onnx_path, precision, fp32_nodes, max_batch, log, strongly_typed, settings):
         builds.append((pathlib.Path(onnx_path).name, precision, len(fp32_nodes)))
-        return pathlib.Path(onnx_path).read_bytes()
+        assert settings.timing_cache.endswith(f'timing-trt{version}-fake-gpu-sm00-2sm.cache')
+        blob = pathlib.Path(onnx_path).read_bytes()
+        part = pathlib.Path(onnx_path).name.split('-')[0].split('.')[0]
+        made[hashlib.sha256(blob).hexdigest()] = (part, precision)
+        return blob
 
     def load(blob, device):
-        try:
-            session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
-        except Exception as error:
-            from tipsv2_ros.runtime.backends.tensorrt.engine import EngineLoadError
-            raise EngineLoadError(str(error)) from None
-        names = [o.name for o in session.get_outputs()]
-        return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
-            names, {k: v.numpy() for k, v in feeds.items()}))))
-    return Toolchain(version, 'Fake GPU (sm_00)', strong, build, load)
+        runner = _load(blob, device)
+        if made.get(hashlib.sha256(blob).hexdigest()) not in broken:
+            return runner
+        return lambda feeds: {k: v * 1.5 for k, v in runner(feeds).items()}
+    return Toolchain(version, 'Fake GPU (sm_00, 2 SMs)', strong, build, load)
+
+
+def _load(blob, device):
+    """Run the ONNX bytes in onnxruntime (the stand-in engine)."""
+    try:
+        session = onnxruntime.InferenceSession(blob, providers=['CPUExecutionProvider'])
+    except Exception as error:
+        from tipsv2_ros.runtime.backends.tensorrt.engine import EngineLoadError
+        raise EngineLoadError(str(error)) from None
+    names = [o.name for o in session.get_outputs()]
+    return lambda feeds: dict(zip(names, map(torch.from_numpy, session.run(
+        names, {k: v.numpy() for k, v in feeds.items()}))))
 
 
 def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt):
@@ -112,11 +129,21 @@ def test_engine_gate_passes_and_the_cache_is_reused(model, exported_for_tensorrt
     assert any('TensorRT depth: ' in line and 'truncated' in line for line in logs)
     builds.clear()
     logs.clear()
-    TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
-                          backends.checkpoint_ids(TASKS, ROLES), logs.append,
-                          toolchain=_fake_toolchain(builds=builds, version='11.0-fake'))
+    upgraded = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                     backends.checkpoint_ids(TASKS, ROLES), logs.append,
+                                     toolchain=_fake_toolchain(builds=builds,
+                                                               version='11.0-fake'))
     assert len(builds) == 3
-    assert any("tensorrt '10.99-fake' (now '11.0-fake')" in line for line in logs)
+    # The TensorRT version, the GPU and the batch name the file: another TensorRT (or GPU
+    # sharing the cache folder) gets its own engines and leaves the others in place.
+    for part, path in upgraded.files.items():
+        assert f'-112x112-{part}-fp16-trt11.0-fake-fake-gpu-sm00-2sm-b4-' in path.name
+        assert backend.files[part].is_file() and backend.files[part] != path
+    builds.clear()
+    batch2 = TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                                   backends.checkpoint_ids(TASKS, ROLES), logs.append,
+                                   max_batch=2, toolchain=_fake_toolchain(builds=builds))
+    assert len(builds) == 3 and all('-b2-' in p.name for p in batch2.files.values())
 
 
 def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tensorrt):
@@ -134,7 +161,8 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tenso
                                     backends.checkpoint_ids(TASKS, ROLES), logs.append,
                                     gate=gate,
                                     toolchain=_fake_toolchain(strong=False, builds=builds))
-    assert gated == ['fp16', 'fp16-safe'] and backend.precision == 'fp16-safe'
+    # The set fails; each engine alone (PyTorch for the rest) fails too: all three fall back.
+    assert gated == ['fp16'] * 4 + ['fp16-safe'] and backend.precision == 'fp16-safe'
     warning = next(line for line in logs if line.startswith('WARNING'))
     assert 'segmentation argmax agreement 41.00% < 99%' in warning
     assert 'falling back to fp16-safe' in warning and 'not used' in warning
@@ -151,6 +179,40 @@ def test_failing_fp16_engine_falls_back_with_a_warning(model, exported_for_tenso
                               toolchain=_fake_toolchain(builds=builds))
 
 
+def test_only_the_part_failing_the_gate_falls_back(model, exported_for_tensorrt):
+    """A broken fp16 depth engine: the gate blames it alone; encoder and normals stay fp16."""
+    from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
+    folder, _ = exported_for_tensorrt
+    builds, logs = [], []
+    backend = TensorRTBackend.build(
+        model, (112, 112), TASKS, 'cpu', 'fp16', folder, backends.checkpoint_ids(TASKS, ROLES),
+        logs.append, toolchain=_fake_toolchain(builds=builds, version='10.98-fake',
+                                               broken={('depth', 'fp16')}))
+    assert [b[:2] for b in builds] == [('encoder-fp16.onnx', 'fp16'), ('depth-fp16.onnx', 'fp16'),
+                                       ('normals-fp16.onnx', 'fp16'),
+                                       ('depth-fp16-safe.onnx', 'fp16-safe')]
+    assert backend.precision == 'encoder fp16, depth fp16-safe, normals fp16'
+    assert backend.report.passed() and 'fp16-safe' in backend.files['depth'].name
+    verdicts = [line for line in logs if line.startswith('  gate with only the fp16')]
+    assert len(verdicts) == 3 and 'depth relative error' in verdicts[1]
+    assert verdicts[0].endswith('passes') and verdicts[2].endswith('passes')
+    warning = next(line for line in logs if line.startswith('WARNING'))
+    assert 'rebuilding the depth part(s), falling back to fp16-safe' in warning
+    # A context that cannot get GPU memory is not "fixed" by a rebuild: the error goes up.
+    from tipsv2_ros.runtime.backends.tensorrt.backend import Toolchain
+    from tipsv2_ros.runtime.backends.tensorrt.engine import EngineMemoryError
+
+    def no_memory(blob, device):
+        raise EngineMemoryError('TensorRT could not create an execution context')
+    fake = _fake_toolchain(builds=builds, version='10.98-fake')
+    builds.clear()
+    with pytest.raises(EngineMemoryError):
+        TensorRTBackend.build(model, (112, 112), TASKS, 'cpu', 'fp16', folder,
+                              backends.checkpoint_ids(TASKS, ROLES), logs.append,
+                              toolchain=Toolchain(*fake[:4], no_memory))
+    assert builds == []  # the cached engines were found; nothing was rebuilt
+
+
 def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt):
     from tipsv2_ros.runtime.export import precision as onnx_precision
     _, parts = exported_for_tensorrt
@@ -162,8 +224,17 @@ def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt
                if n.op_type in ('ReduceL2', 'Div'))  # the final normalisation
     encoder = onnx.load(str(parts['encoder'].path))
     pinned = onnx_precision.fp32_nodes(encoder, 'fp16')
-    assert {n.name for n in encoder.graph.node
-            if n.op_type in ('LayerNormalization', 'Softmax')} <= pinned
+    by_type = {}
+    for node in encoder.graph.node:
+        by_type.setdefault(node.op_type, set()).add(node.name)
+    assert by_type['LayerNormalization'] <= pinned
+    # Attention and GELU stay fp16 between their fp16 matmuls (fused attention needs one
+    # type); only the fp16-safe fallback pins them.
+    assert not (by_type['Softmax'] | by_type['Erf']) & pinned
+    assert by_type['Softmax'] | by_type['Erf'] <= onnx_precision.fp32_nodes(encoder, 'fp16-safe')
+    heads = onnx.load(str(parts['depth'].path))
+    assert not {n.name for n in heads.graph.node if n.op_type in ('Pow', 'Tanh')} \
+        & onnx_precision.fp32_nodes(heads, 'fp16')
     for name in ('encoder', 'normals'):
         for level in onnx_precision.PRECISIONS:
             mixed = onnx_precision.to_mixed_precision(onnx.load(str(parts[name].path)), level)
@@ -179,6 +250,34 @@ def test_mixed_precision_graph_keeps_sensitive_ops_in_fp32(exported_for_tensorrt
             assert session.get_outputs()[0].type == 'tensor(float)'
     with pytest.raises(ValueError, match='precision'):
         onnx_precision.compute_types(encoder, 'int8')
+
+
+def test_depth_expectation_stays_fp32_in_every_mixed_level(exported_for_tensorrt):
+    """The depth head's weights @ [centers, 1] sums hundreds of terms: fp16 would overflow."""
+    from tipsv2_ros.runtime.export import precision as onnx_precision
+    _, parts = exported_for_tensorrt
+    source = onnx.load(str(parts['depth'].path))
+    sums = onnx_precision.expectations(source.graph)
+    assert len(sums) == 1
+    expectation = next(n for n in source.graph.node if n.name in sums)
+    bins = next(i for i in source.graph.initializer if i.name == expectation.input[1])
+    assert list(bins.dims) == [golden.load_model().config.dpt.depth_bins, 2]
+    producers = {o: n for n in source.graph.node for o in n.output}
+    relu_shift = producers[expectation.input[0]]  # relu(logits) + min_depth
+    for level in onnx_precision.PRECISIONS:
+        kinds = onnx_precision.compute_types(source, level)
+        assert kinds[expectation.name] == 'fp32', level
+        assert kinds[relu_shift.name] == 'fp32', level  # after the last projection
+        assert any(kinds[n.name] == 'reduced' for n in source.graph.node
+                   if n.op_type == 'Conv'), level
+        mixed = onnx_precision.to_mixed_precision(onnx.load(str(parts['depth'].path)), level)
+        types = {v.name: v.type.tensor_type.elem_type for v in mixed.graph.value_info}
+        types.update({i.name: i.data_type for i in mixed.graph.initializer})
+        node = next(n for n in mixed.graph.node if n.name == expectation.name)
+        assert [types[i] for i in node.input] == [onnx.TensorProto.FLOAT] * 2, level
+        assert types[node.output[0]] == onnx.TensorProto.FLOAT, level
+    # The normals head has no expectation: its last projection stays fp16.
+    assert not onnx_precision.expectations(onnx.load(str(parts['normals'].path)).graph)
 
 
 def test_tampered_or_foreign_engines_are_rebuilt_never_loaded(model, exported_for_tensorrt,

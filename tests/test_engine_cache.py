@@ -225,5 +225,5 @@ def test_missing_tensorrt_names_the_package():
         pytest.skip('TensorRT is installed here')
     except ImportError:
         pass
-    with pytest.raises(Exception, match='TensorRT is not installed.*tensorrt-cu12'):
+    with pytest.raises(Exception, match='TensorRT is not installed.*setup.sh --tensorrt.*JetPack'):
         tensorrt_build.import_tensorrt()

@@ -160,7 +160,8 @@ def test_backend_errors_say_what_to_do(model, monkeypatch):
         create('torch', precision='int4')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(backends, '_installed', lambda module: module != 'tensorrt')
-    with pytest.raises(BackendError, match='TensorRT is not installed: pip install tensorrt'):
+    with pytest.raises(BackendError, match='TensorRT is not installed: x86_64: scripts/setup.sh '
+                       '--tensorrt .*Jetson: JetPack >= 6.1'):
         create('tensorrt', device='cuda')
     with pytest.raises(BackendError, match='pip install onnxruntime-gpu'):
         create('onnxruntime', device='cuda')

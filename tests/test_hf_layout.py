@@ -8,7 +8,8 @@ official code, the official behaviour is asserted:
 
 1. Depth head: transformers applies a ReLU after ``project`` (``depth_decoder_activation=
    'relu'``); the official decoders.py@4db271d (and the Scenic reference) apply none. Ours
-   equals transformers only with that activation switched off.
+   applies none unless the HF ``config.json`` next to the HF DPT weights asks for the ReLU
+   (or the model config says ``dpt.depth_activation: relu``), and then equals transformers.
 2. Text MLP: transformers does not zero padded positions after ``c_fc``/``c_proj``; the
    official code does. Padded keys are masked and pooling skips padding, so the pooled
    embeddings agree anyway (asserted below with padded inputs).
@@ -19,12 +20,14 @@ official code, the official behaviour is asserted:
    ``hf_checkpoint.hf_weights`` for the flip option).
 """
 import dataclasses
+import json
+import shutil
 
 import pytest
 import torch
 
 from tipsv2_ros.model import checkpoint, hf_checkpoint
-from tipsv2_ros.model import TINY, TipsV2
+from tipsv2_ros.model import CheckpointError, TINY, TipsV2
 from tipsv2_ros.model.config import DPTConfig, TextConfig, VisionConfig
 
 transformers = pytest.importorskip('transformers')
@@ -127,26 +130,61 @@ def assert_close_at_scale(ours: torch.Tensor, theirs: torch.Tensor) -> None:
                                atol=1e-5 * max(1.0, theirs.abs().max().item()))
 
 
+def ours_dense(weights, config=CONFIG):
+    """Our three heads on the HF file, and the pixels they were run on."""
+    ours = TipsV2.from_files(weights, depth_head=weights, normals_head=weights,
+                             segmentation_head=weights, variant=config)
+    pixels = torch.rand(1, 3, 70, 42, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        intermediates = ours.vision.dense_features(pixels, config.dpt.intermediate_layers
+                                                   ).intermediates
+        return ours, pixels, {task: head(intermediates) for task, head in ours.heads.items()}
+
+
 def test_dense_heads_match(dense):
     reference, directory = dense
-    weights = directory / 'model.safetensors'
-    ours = TipsV2.from_files(weights, depth_head=weights, normals_head=weights,
-                             segmentation_head=weights, variant=CONFIG)
-    pixels = torch.rand(1, 3, 70, 42, generator=torch.Generator().manual_seed(3))
-    without_relu = dense_model('linear', directory)
+    ours, pixels, heads = ours_dense(directory / 'model.safetensors')
     with torch.no_grad():
         theirs = reference(pixel_values=pixels)
-        theirs_official = without_relu(pixel_values=pixels)
-        dense_features = ours.vision.dense_features(pixels, CONFIG.dpt.intermediate_layers)
-        intermediates = dense_features.intermediates
-        depth = ours.heads['depth'](intermediates)[:, 0]
-        normals = ours.heads['normals'](intermediates)
-        logits = ours.heads['ade20k'](intermediates)
-    assert_close_at_scale(normals, theirs.normals)
-    assert_close_at_scale(logits, theirs.segmentation_logits)
-    # Difference 1: the official depth head has no ReLU after project.
-    assert_close_at_scale(depth, theirs_official.predicted_depth)
-    assert not torch.allclose(depth, theirs.predicted_depth, atol=1e-3)
+    assert_close_at_scale(heads['normals'], theirs.normals)
+    assert_close_at_scale(heads['ade20k'], theirs.segmentation_logits)
+    # Difference 1: the config.json saved next to the weights asks for transformers' ReLU.
+    assert ours.config.dpt.depth_activation == 'relu'
+    assert_close_at_scale(heads['depth'][:, 0], theirs.predicted_depth)
+
+
+def test_depth_activation_official_without_hf_config(dense, tmp_path):
+    """Without the HF config (or with 'linear') the depth head is the official one."""
+    reference, directory = dense
+    bare = tmp_path / 'bare' / 'model.safetensors'
+    bare.parent.mkdir()
+    shutil.copy(directory / 'model.safetensors', bare)
+    ours, pixels, heads = ours_dense(bare)
+    assert ours.config.dpt.depth_activation == 'none'
+    with torch.no_grad():
+        theirs_relu = reference(pixel_values=pixels).predicted_depth
+        theirs_official = dense_model('linear', directory)(pixel_values=pixels).predicted_depth
+    assert_close_at_scale(heads['depth'][:, 0], theirs_official)
+    assert not torch.allclose(heads['depth'][:, 0], theirs_relu, atol=1e-3)
+    # The model config can ask for the ReLU too (golden layout: dpt.depth_activation).
+    relu = dataclasses.replace(CONFIG, dpt=dataclasses.replace(CONFIG.dpt,
+                                                               depth_activation='relu'))
+    assert_close_at_scale(ours_dense(bare, relu)[2]['depth'][:, 0], theirs_relu)
+    linear = tmp_path / 'linear'
+    dense_model('linear', directory).save_pretrained(linear)
+    assert TipsV2.from_files(linear / 'model.safetensors', depth_head=linear / 'model.safetensors',
+                             variant=CONFIG).config.dpt.depth_activation == 'none'
+
+
+def test_unsupported_hf_depth_activation_is_refused(dense, tmp_path):
+    reference, directory = dense
+    spec = json.loads((directory / 'config.json').read_text())
+    (tmp_path / 'config.json').write_text(json.dumps({**spec, 'depth_decoder_activation':
+                                                      'gelu'}))
+    shutil.copy(directory / 'model.safetensors', tmp_path / 'model.safetensors')
+    weights = tmp_path / 'model.safetensors'
+    with pytest.raises(CheckpointError, match="depth_decoder_activation 'gelu' is not"):
+        TipsV2.from_files(weights, depth_head=weights, variant=CONFIG)
 
 
 def test_flip_option_changes_only_conv_transpose(dense):

@@ -70,6 +70,31 @@ def test_the_config_decides_what_shapes_cannot(tmp_path):
     assert not torch.allclose(ours, as_tiny.patch_tokens, atol=1e-4)
 
 
+def test_depth_activation_in_the_config_file(tmp_path):
+    """Official (none) by default; 'relu' (transformers' default) when the config says so."""
+    files = random_weights.write_random_checkpoint(tmp_path, TINY, seed=2)
+    spec = json.loads((tmp_path / 'config.json').read_text())
+    assert spec['dpt']['depth_activation'] == 'none'
+    pixels = torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+
+    def depth():
+        model = TipsV2.from_files(files.vision, depth_head=files.depth_head)
+        with torch.no_grad():
+            return model, model.image_path(['depth'], 112)(pixels).depth
+    official_model, official = depth()
+    spec['dpt']['depth_activation'] = 'relu'
+    (tmp_path / 'config.json').write_text(json.dumps(spec))
+    relu_model, relu = depth()
+    assert official_model.config.dpt.depth_activation == 'none'
+    assert relu_model.config.dpt.depth_activation == 'relu'
+    with torch.no_grad():
+        head = relu_model.heads['depth']
+        head.dpt.output_relu = False
+        no_relu = relu_model.image_path(['depth'], 112)(pixels).depth
+    torch.testing.assert_close(no_relu, official)
+    assert not torch.allclose(relu, official, atol=1e-4)
+
+
 def test_the_golden_set_describes_itself():
     model = TipsV2.from_files(GOLDEN / 'vision.npz')
     spec = json.loads((GOLDEN / 'config.json').read_text())
@@ -87,6 +112,9 @@ def test_the_golden_set_describes_itself():
     (json.dumps({**config_to_dict(TINY), 'dpt': {
         **config_to_dict(TINY)['dpt'], 'intermediate_layers': [0, 1, 2, 9]}}),
      r'must be blocks 0\.\.3'),
+    (json.dumps({**config_to_dict(TINY), 'dpt': {
+        **config_to_dict(TINY)['dpt'], 'depth_activation': 'gelu'}}),
+     "depth_activation 'gelu' must be one of none, relu"),
 ])
 def test_bad_config_files_are_named_with_the_reason(tmp_path, text, message):
     path = tmp_path / 'config.json'

@@ -11,7 +11,7 @@ import pathlib
 import pytest
 import torch
 
-from tipsv2_ros.model import checkpoint, VARIANTS
+from tipsv2_ros.model import checkpoint, dpt_checkpoint, VARIANTS
 from tipsv2_ros.model.dpt import DepthHead
 from tipsv2_ros.model.text import TextEncoder
 from tipsv2_ros.model.vision import VisionTransformer
@@ -67,7 +67,7 @@ def test_dpt_tree(name: str):
 def test_scenic_table_covers_the_decoder(name: str):
     """Every PyTorch key of a head has exactly one Scenic source (bin_centers is computed)."""
     official = set(INVENTORY[f'{name}_depth_dpt_torch']) - {'bin_centers'}
-    assert set(checkpoint.scenic_dpt_table('depth')) == official
+    assert set(dpt_checkpoint.scenic_dpt_table('depth')) == official
 
 
 @pytest.mark.parametrize('name', sorted(VARIANTS))

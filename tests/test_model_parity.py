@@ -17,13 +17,15 @@ import torch.nn.functional as F
 
 from tipsv2_ros.model import TINY, TipsV2
 from tipsv2_ros.model.config import config_from_dict
+from tipsv2_ros.model.reference import raw_slide_outputs
 from tipsv2_ros.model.zero_shot import (classifier_from_embeddings, cosine_maps, probabilities,
                                         prompts, segment, UNLABELLED)
+from tipsv2_ros.runtime.frame.processing import to_pixel_values
 
 EXPECTED = np.load(GOLDEN / 'expected.npz')
 # Compared exactly or by their own rules below.
 SPECIAL = {'labels', 'templates', 'text_ids', 'text_paddings', 'zeroshot_argmax_0',
-           'zeroshot_argmax_1', 'image_0', 'image_1'}
+           'zeroshot_argmax_1', 'image_0', 'image_1', 'raw_image', 'raw_pixel_values'}
 NUMERIC = sorted(set(EXPECTED.files) - SPECIAL)
 
 
@@ -73,6 +75,10 @@ def ours(model: TipsV2) -> dict[str, np.ndarray]:
                 # temperature 1 is the official evaluation's plain softmax of cosines
                 f'zeroshot_probs_{i}': probabilities(features, classifier, 1.0, size)[0],
             })
+        side, stride = (int(n) for n in EXPECTED['zeroshot_slide_side_stride'])
+        slide = raw_slide_outputs(model, out['pixel_values_1'], classifier, side, stride)
+        out['zeroshot_slide_probs_1'] = slide['zeroshot_slide_probs']
+        out['zeroshot_slide_side_stride'] = slide['zeroshot_slide_side_stride']
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
 
@@ -89,6 +95,12 @@ def test_images_and_argmax(ours: dict, i: int):
     decided = top2[1] - top2[0] > 1e-5  # near-ties may legitimately flip
     ours_argmax = ours[f'zeroshot_probs_{i}'].argmax(axis=0)
     np.testing.assert_array_equal(ours_argmax[decided], EXPECTED[f'zeroshot_argmax_{i}'][decided])
+
+
+def test_camera_frame_preprocessing_within_a_grey_level():
+    """Our resize of a camera frame vs torchvision's PIL resize: within 1/255 (informational)."""
+    ours = to_pixel_values(EXPECTED['raw_image'], EXPECTED['raw_pixel_values'].shape[-2:])
+    assert np.abs(ours.numpy() - EXPECTED['raw_pixel_values']).max() <= 1 / 255
 
 
 def test_tokenizer_exact(model: TipsV2):

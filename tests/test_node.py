@@ -216,6 +216,56 @@ def test_output_at_input_resolution_and_several_cameras(ros, tiny_params):
                 client.destroy_node()
 
 
+def test_sliding_window_segmentation(ros, tiny_params):
+    """segmentation.mode slide: labels from windows, heads once, at the camera resolution."""
+    params = {**tiny_params, 'labels': LABELS, 'segmentation.mode': 'slide',
+              'segmentation.window': 56, 'segmentation.stride': 28,
+              'output_resolution': 'input'}
+    with NodeProcess(params, 'tslide') as node:
+        client = Client('tslide', name='slide_client')
+        try:
+            assert client.wait_for_node(60), node.stop() or node.output
+            for topic in ('segmentation/labels', 'segmentation/confidence', 'depth/image'):
+                client.listen(topic)
+            _, got = client.exchange(_frame(60, 90), ['segmentation/labels', 'depth/image'])
+            labels = conversions.image_to_array(got['segmentation/labels'])
+            assert labels.shape == (60, 90) and labels.max() < len(LABELS)
+            assert got['depth/image'].height == 60
+        finally:
+            client.destroy_node()
+        node.stop()
+    assert 'sliding windows 56 px every 28 px (short side to the window)' in node.output
+
+
+def test_ade20k_head_is_published_lazily(ros, tiny_params, tiny_weights):
+    """Tasks with ade20k: its topics and latched class list, run only while subscribed."""
+    from ros_helpers import LATCHED
+    from tipsv2_ros.msg import LabelInfo
+    params = {**tiny_params, 'labels': LABELS,
+              'model.segmentation_head': str(tiny_weights.segmentation_head),
+              'tasks': ['depth', 'normals', 'segmentation', 'ade20k']}
+    with NodeProcess(params, 'tade') as node:
+        client = Client('tade', name='ade_client')
+        try:
+            assert client.wait_for_node(60), node.stop() or node.output
+            client.listen('ade20k/label_info', LabelInfo, LATCHED)
+            assert client.spin_until(lambda: client.received['ade20k/label_info'], 10)
+            info = client.received['ade20k/label_info'][-1]
+            assert list(info.class_names) == [f'class {i}' for i in range(7)]  # tiny head
+            client.spin_until(lambda: client.status is not None, 5)
+            client.listen('ade20k/labels')
+            client.listen('ade20k/colored')
+            _, got = client.exchange(_frame(), ['ade20k/labels', 'ade20k/colored'])
+            labels = conversions.image_to_array(got['ade20k/labels'])
+            assert got['ade20k/labels'].encoding == 'mono8' and labels.shape == (64, 64)
+            assert labels.max() < 7
+            assert client.spin_until(lambda: client.status['head_runs']['ade20k'] >= 1, 5)
+            assert client.status['head_runs']['segmentation'] == 0
+            assert client.status['head_runs']['depth'] == 0
+        finally:
+            client.destroy_node()
+
+
 def test_sigint_exits_cleanly(ros, tiny_params):
     node = NodeProcess(tiny_params, 'tstop')
     client = Client('tstop', name='stop_client')

@@ -264,15 +264,22 @@ def test_the_backends_fallback_lines_are_recognised():
 
     from tipsv2_ros.ros import diagnostics
     backends = pathlib.Path(diagnostics.__file__).parents[1] / 'runtime' / 'backends'
+    export = backends.parent / 'export'
     sources = {name: (backends / name).read_text()
                for name in ('__init__.py', 'tensorrt/backend.py')}
+    sources['int8_gate.py'] = (export / 'int8_gate.py').read_text()
     assert 'is not usable ({error}); trying the next one' in sources['__init__.py']
-    assert '; falling back to {LEVELS[following]}' in sources['tensorrt/backend.py']
+    assert 'backend auto on a CUDA device without TensorRT' in sources['__init__.py']
+    assert "f'falling back to {_describe(following, LEVELS)}" in sources['tensorrt/backend.py']
+    assert '; falling back to fp32' in sources['int8_gate.py']
     assert diagnostics.is_fallback('backend auto: tensorrt is not usable (no GPU); trying the '
                                    'next one')
     assert diagnostics.is_fallback('WARNING: the TensorRT fp16 engines fail the parity gate '
                                    '(depth 3%); falling back to fp16-safe. Their output is '
                                    'not used.')
+    assert diagnostics.is_fallback('WARNING: backend auto on a CUDA device without TensorRT: '
+                                   'no module named tensorrt. The image path runs about 3x '
+                                   'slower than with TensorRT fp16.')
     assert not diagnostics.is_fallback('backend auto -> torch on cpu at 448x448 (fp32)')
 
 

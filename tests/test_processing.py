@@ -113,6 +113,19 @@ def test_output_size():
         processing.output_size('camera', (448, 448), (480, 640))
 
 
+def test_slide_frame_resize_is_bicubic_and_clamped():
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[:, 30:] = 255  # a hard edge: cubic weights overshoot it
+    bicubic = processing.to_pixel_values(frame, (28, 42), mode='bicubic')
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    expected = F.interpolate(x, (28, 42), mode='bicubic', antialias=True,
+                             align_corners=False).clamp(0, 255) / 255
+    torch.testing.assert_close(bicubic, expected)
+    assert float(bicubic.min()) == 0.0 and float(bicubic.max()) == 1.0
+    with pytest.raises(ValueError, match="unknown resize mode 'area'"):
+        processing.to_pixel_values(frame, (28, 42), mode='area')
+
+
 def test_resize_dense_bilinear_and_normals():
     depth = torch.full((1, 1, 8, 8), 2.5)
     assert torch.allclose(processing.resize_dense(depth, (37, 21), 'bilinear'), depth.new_full(
@@ -123,6 +136,10 @@ def test_resize_dense_bilinear_and_normals():
     out = processing.resize_dense(normals, (45, 61), 'normals')
     assert out.shape == (2, 3, 45, 61)
     assert torch.allclose(out.norm(dim=1), torch.ones(2, 45, 61), atol=1e-5)
+    # The official decoder notebook: bicubic upsampling, then re-normalisation.
+    official = F.normalize(F.interpolate(normals, (45, 61), mode='bicubic',
+                                         align_corners=False), dim=1)
+    torch.testing.assert_close(out, official, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="'bicubic'"):
         processing.resize_dense(depth, (4, 4), 'bicubic')
 

@@ -1,12 +1,14 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The TensorRT path on a real GPU: engine build, parity gate, cache, fallback, timing.
 
-Skipped (not failed) without TensorRT or a CUDA GPU. On a GPU machine with a CUDA build of
-torch and ``pip install tensorrt-cu12``, run everything (figures with -s; the B/14 test is
-marked slow: add ``-m 'not slow'`` to leave it out)::
+Each test is skipped (not failed) without TensorRT or a CUDA GPU. On a GPU machine set up
+with ``TIPSV2_TORCH=cu128 scripts/setup.sh --test --tensorrt`` (or ``tools/gpu_check.sh``,
+which runs this file), run everything (figures with -s; the B/14 test is marked slow: add
+``-m 'not slow'`` to leave it out)::
 
     python -m pytest tests/test_tensorrt.py -v -s
 """
+import importlib.util
 import json
 import time
 
@@ -21,12 +23,13 @@ from tipsv2_ros.runtime import backends, export
 from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
 from tipsv2_ros.runtime.export import parity
 
-pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
-tensorrt = pytest.importorskip('tensorrt')
-pytest.importorskip('onnxruntime')
-if not torch.cuda.is_available():
-    pytest.skip('no CUDA GPU visible to torch', allow_module_level=True)
-
+WHY_NOT = ('no CUDA GPU visible to torch' if not torch.cuda.is_available() else
+           'TensorRT is not installed' if importlib.util.find_spec('tensorrt') is None else
+           'onnxruntime is not installed' if importlib.util.find_spec('onnxruntime') is None
+           else '')
+pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt,
+              pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)]
+tensorrt = None if WHY_NOT else importlib.import_module('tensorrt')
 CUDA = torch.device('cuda')
 
 
@@ -51,7 +54,7 @@ def test_engine_builds_passes_the_gate_and_matches_torch(model, cache_dir):
     backend = _create(model, cache_dir, logs)
     print(f'\nbuilt in {time.perf_counter() - start:.1f} s:', *logs, sep='\n  ')
     assert backend.name == 'tensorrt' and backend.report.passed()
-    assert backend.precision in ('fp16', 'fp16-safe', 'fp32')
+    assert backend.precision.split(' ')[0] in ('fp16', 'fp16-safe', 'fp32', 'encoder')
     assert f'TensorRT {tensorrt.__version__}' in backend.describe()
     assert any('TensorRT: ' in line for line in logs)  # build progress was visible
     for path in backend.files.values():
@@ -106,6 +109,79 @@ def test_fp32_engine_and_forced_fallback(model, cache_dir):
                                     logs.append, gate=gate)
     assert backend.precision == 'fp16-safe'
     assert any(line.startswith('WARNING: the TensorRT fp16 engines fail') for line in logs)
+
+
+def test_misaligned_size_runs_on_its_own_stream_with_shared_activations(model, cache_dir):
+    """Run 98x126 (63 patches), whose batch chunks start at misaligned addresses.
+
+    They are re-aligned; the engines share one activation block and run on their own stream.
+    """
+    logs = []
+    backend = backends.create('tensorrt', model, (98, 126), TASKS, CUDA, 'fp16', cache_dir,
+                              logs.append,
+                              runtime_config({**FILES, 'tensorrt.max_batch': 2}))
+    assert backend.report.passed(), backend.report.describe()
+    engines = [r for r in backend.runners.values() if hasattr(r, 'activation_bytes')]
+    assert engines and backend.activations.bytes == max(e.activation_bytes for e in engines)
+    assert backend.stream.cuda_stream != torch.cuda.default_stream(CUDA).cuda_stream
+    assert any(p.name.endswith('.cache') for p in cache_dir.iterdir())  # the timing cache
+    pixels = export.sample_pixels((98, 126), 3, CUDA)
+    assert (pixels[1].data_ptr() - pixels.data_ptr()) % 256  # chunk 2 is misaligned
+    caller = torch.cuda.Stream(CUDA)  # a caller on its own stream: ordering by events only
+    with torch.inference_mode(), torch.cuda.stream(caller):
+        ours = backend.infer(pixels * 1.0, frozenset(TASKS))
+        reference = TorchBackend(model, (98, 126), TASKS)
+        with parity.strict_fp32():
+            theirs = reference.infer(pixels, frozenset(TASKS))
+    caller.synchronize()
+    with parity.strict_fp32():
+        classifier = model.text_classifier(['floor', 'wall', 'door', 'picture'])
+    assert parity.compare(ours, theirs, classifier).passed()
+
+
+def test_engine_inspector_reports_precisions(model, cache_dir):
+    from tipsv2_ros.runtime.backends.tensorrt import inspection as tensorrt_inspect
+    backend = _create(model, cache_dir, [])
+    summary = tensorrt_inspect.summarise(tensorrt_inspect.engine_layers(
+        backend.files['encoder'].read_bytes()))
+    print(f'\nencoder engine ({backend.precision}): {summary}')
+    known = sum(n for p, n in summary['precisions'].items() if p != '?')
+    assert summary['layers'] > 0 and known > summary['layers'] // 2  # detailed verbosity
+    if backend.precision.startswith('fp16'):
+        assert summary['precisions'].get('FP16', 0) > 0
+
+
+def test_runtime_releases_the_image_tower_after_the_gate(cache_dir):
+    from tipsv2_ros.runtime import startup
+    values = {**FILES, 'backend': 'tensorrt', 'device': 'cuda', 'model.input_size': 112,
+              'engine_cache_dir': str(cache_dir), 'tasks': list(TASKS)}
+    logs = []
+    runtime = startup.build(runtime_config(values), log=logs.append)
+    try:
+        assert runtime.model.vision.pos_embed.device.type == 'cpu'
+        assert next(runtime.model.text.parameters()).device.type == 'cuda'
+        assert any('left the GPU' in line for line in logs)
+        labels = runtime.labels.build(['floor', 'wall'], ('a photo of a {}.',))
+        frame = (export.sample_pixels((112, 112), 1)[0].permute(1, 2, 0) * 255).byte().numpy()
+        result = runtime.pipeline.run([frame], frozenset(TASKS), labels)[0]
+        assert result.depth.shape == result.labels.shape and result.normals.shape[-1] == 3
+    finally:
+        runtime.close()
+
+
+@pytest.mark.skipif(WHY_NOT != '' or 'TensorrtExecutionProvider' not in (
+    importlib.import_module('onnxruntime').get_available_providers() if not WHY_NOT else ()),
+    reason='onnxruntime has no TensorRT execution provider (pip install onnxruntime-gpu)')
+def test_onnxruntime_tensorrt_provider_caches_its_engines(model, tmp_path):
+    logs = []
+    backend = backends.create('onnxruntime', model, (112, 112), TASKS, CUDA, 'fp32',
+                              tmp_path, logs.append, runtime_config(FILES))
+    assert 'Tensorrt' in backend.describe()
+    pixels = export.sample_pixels((112, 112), 2, CUDA)
+    with torch.inference_mode():
+        out = backend.infer(pixels, frozenset(TASKS))
+    assert out.depth.shape[0] == 2
+    assert any((tmp_path / 'ort-trt').iterdir())  # engines cached for the next start
 
 
 @pytest.mark.slow

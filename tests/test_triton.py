@@ -191,6 +191,10 @@ def test_repository_with_tensorrt_plans(model, repository, tmp_path):
         assert 'platform: "tensorrt_plan"' in text and 'kind: KIND_GPU' in text
         assert (folder / '1' / 'model.plan').read_bytes().startswith(b'plan:')
         assert not (folder / '1' / 'model.onnx').exists()
+    # The repository says which Triton container can load its plans (the builder's TensorRT).
+    note = (repo.path / 'SERVE_WITH.txt').read_text()
+    assert 'built with TensorRT 10.99-fake on Fake GPU (sm_00)' in note
+    assert 'tritonserver:<yy.mm>-py3 release whose release notes list TensorRT 10.99-fake' in note
     with pytest.raises(BackendError, match='CUDA device'):
         triton_repo.write_repository(model, tmp_path / 'other', SIZE, ('depth',),
                                      engine='tensorrt', cache_dir=tmp_path / 'cache')

@@ -63,13 +63,9 @@ def download(files: Iterable[RemoteFile], directory: os.PathLike | str | None = 
             continue
         final.unlink(missing_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
-        urls = (file.url, *file.fallback_urls)
-        for url in urls:  # candidates, for names the upstream sources disagree on
-            code = _fetch(url, final, file, progress, retries, backoff, timeout)
-            if not code:
-                break
-        else:
-            raise WeightsError(f'{" or ".join(urls)}: HTTP {code}, not found or not public; the '
+        code = _fetch(file.url, final, file, progress, retries, backoff, timeout)
+        if code:
+            raise WeightsError(f'{file.url}: HTTP {code}, not found or not public; the '
                                'upstream layout may have changed, see README "Weights"')
     return paths
 

@@ -4,9 +4,10 @@
 A task is one output of the package: ``depth`` and ``normals`` (DPT heads on the encoder's
 intermediate layers), ``segmentation`` (open-vocabulary, zero-shot: the encoder's value-trick
 patch features against text embeddings) and ``ade20k`` (the closed-vocabulary ADE20K DPT
-head). Its spec names everything the layers need: the head class (the model), the tensor a
-backend returns and the export part that computes it (the runtime), the weight files with
-their parameters and command-line flags, the published topics and encodings (the node),
+head, PyTorch only and not a default task). Its spec names everything the layers need: the
+head class (the model), the tensor a backend returns and the export part that computes it
+(the runtime), the weight files with their parameters and command-line flags, the published
+topics and encodings (the node),
 the parity metric of reduced-precision engines and the colour views.
 
 Adding a dense head: write its module in ``model/`` and add one entry to ``REGISTRY`` (or
@@ -56,13 +57,18 @@ class TaskSpec:
         unit_vectors: the image path L2-normalises the head's output over channels.
         optical_frame: vectors are turned into the camera optical frame by the pipeline.
         arrays: the ``FrameResult`` arrays made from the output, per frame.
-        resize: how arrays reach the output size: 'bilinear', 'normals' or 'nearest'.
+        resize: how the output reaches the output size: 'bilinear' or 'normals' (a map, one
+            array), 'classes' (class scores: bilinear, then argmax -> label and confidence
+            arrays; a zero-shot task's scores are its features against the labels).
         topics: what the node publishes; the task runs while one of them has a subscriber.
         metric: the parity metric of engines against PyTorch fp32
             (``runtime.export.parity.METRICS``) and its acceptance bound.
         bound: the metric's bound.
         image_path: the task runs in the image path (the node's and backends' tasks); False
             for a head that is only loaded (``TipsV2.heads``).
+        default: the task is in the default ``tasks`` (the node's and the CLI's).
+        backends: the only backends that run it ('' : every backend; a head that is not
+            exported runs in PyTorch only).
         description: one line for help texts.
     """
 
@@ -81,6 +87,8 @@ class TaskSpec:
     metric: str = ''
     bound: float = 0.0
     image_path: bool = True
+    default: bool = True
+    backends: Tuple[str, ...] = ()
     description: str = ''
 
     def head_class(self) -> type:
@@ -94,6 +102,11 @@ class TaskSpec:
     def part(self) -> Optional[str]:
         """The exported part that computes this output: the head's own, or None (encoder)."""
         return self.name if self.kind == DENSE_HEAD else None
+
+    @property
+    def exported(self) -> bool:
+        """Whether exported backends (ONNX, TensorRT, Triton) run it."""
+        return self.image_path and not self.backends
 
 
 class Registry:
@@ -138,13 +151,21 @@ class Registry:
         """Return the tasks an image path (and so a backend and the node) can run."""
         return tuple(s.name for s in self if s.image_path)
 
+    def defaults(self) -> Tuple[str, ...]:
+        """Return the tasks run when none are named."""
+        return tuple(s.name for s in self if s.image_path and s.default)
+
+    def exported(self) -> Tuple[str, ...]:
+        """Return the tasks of the exported image path (ONNX, TensorRT, Triton)."""
+        return tuple(s.name for s in self if s.exported)
+
     def heads(self) -> Tuple[TaskSpec, ...]:
         """Return the dense heads, loaded-only ones included."""
         return tuple(s for s in self if s.kind == DENSE_HEAD)
 
     def outputs(self) -> Tuple[str, ...]:
-        """Return the image-path tensors, in task order."""
-        return tuple(s.output for s in self if s.image_path)
+        """Return the exported image path's tensors, in task order."""
+        return tuple(s.output for s in self if s.exported)
 
     def by_checkpoint_name(self, name: str) -> Optional[TaskSpec]:
         """Return the head the official files call ``name`` ('segmentation': ade20k)."""
@@ -184,7 +205,7 @@ REGISTRY = Registry([
         description='unit surface normals (camera optical frame) from the normals DPT head'),
     TaskSpec(
         'segmentation', ZERO_SHOT, 'features', ('text_weights', 'tokenizer'),
-        arrays=('labels', 'confidence'), resize='nearest',
+        arrays=('labels', 'confidence'), resize='classes',
         topics=(Topic('segmentation/labels', 'labels', 'mono8'),
                 Topic('segmentation/confidence', 'confidence', 'mono8'),
                 Topic('segmentation/colored', 'labels', 'rgb8', view='labels')),
@@ -193,7 +214,12 @@ REGISTRY = Registry([
     TaskSpec(
         'ade20k', DENSE_HEAD, 'ade20k', ('segmentation_head',),
         'tipsv2_ros.model.dpt.SegmentationHead', checkpoint_name='segmentation',
-        image_path=False, description='ADE20K class logits from the segmentation DPT head'),
+        channels=150, arrays=('ade20k_labels', 'ade20k_confidence'), resize='classes',
+        topics=(Topic('ade20k/labels', 'ade20k_labels', 'mono8'),
+                Topic('ade20k/confidence', 'ade20k_confidence', 'mono8'),
+                Topic('ade20k/colored', 'ade20k_labels', 'rgb8', view='classes')),
+        default=False, backends=('torch',),
+        description='closed-vocabulary ADE20K labels from the segmentation DPT head'),
 ])
 
 

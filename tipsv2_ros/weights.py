@@ -18,9 +18,9 @@ TASKS = tuple(spec.checkpoint_name for spec in REGISTRY.heads())
 SOURCES = ('gcs', 'hf')
 GCS_URL = 'https://storage.googleapis.com'
 HF_URL = 'https://huggingface.co'
-# The README links tips_v2_oss_so14_*, the Scenic download script so400m14: try both.
-_GCS_NAMES = {'b14': ('b14',), 'l14': ('l14',), 'so400m14': ('so14', 'so400m14'),
-              'g14': ('g14',)}
+# The encoders of So400m/14 are tips_v2_oss_so14_* (pytorch/checkpoints/download_checkpoints.sh
+# and the README); only its DPT heads (and the Scenic encoders) say so400m14.
+_GCS_NAMES = {'b14': 'b14', 'l14': 'l14', 'so400m14': 'so14', 'g14': 'g14'}
 
 
 class WeightsError(RuntimeError):
@@ -51,7 +51,6 @@ class RemoteFile:
     licence: str  # SPDX identifier
     roles: tuple[str, ...]  # the WeightPaths fields this file fills
     variant: str  # also the cache sub-folder
-    fallback_urls: tuple[str, ...] = ()  # tried in order after a 404
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -88,12 +87,12 @@ def official_files(variant: str, source: str = 'gcs', tasks: Iterable[str] = TAS
     if source == 'gcs':
         root = (base or GCS_URL).rstrip('/') + '/tips_data'
 
-        def gcs(roles, *paths):
-            return RemoteFile(paths[0].rsplit('/', 1)[-1], f'{root}/{paths[0]}', 'CC-BY-4.0',
-                              roles, variant, tuple(f'{root}/{p}' for p in paths[1:]))
+        def gcs(roles, path):
+            return RemoteFile(path.rsplit('/', 1)[-1], f'{root}/{path}', 'CC-BY-4.0', roles,
+                              variant)
 
         npz = 'v2_0/checkpoints/pytorch/tips_v2_oss_{}_{}.npz'
-        return [gcs((tower,), *(npz.format(n, tower) for n in _GCS_NAMES[variant]))
+        return [gcs((tower,), npz.format(_GCS_NAMES[variant], tower))
                 for tower in ('vision', 'text')] + [
             gcs(('tokenizer',), 'v1_0/checkpoints/tokenizer.model')] + [
             gcs((f'{task}_head',), f'v2_0/checkpoints/scenic/tips_v2_{variant}_{task}_dpt.zip')
@@ -105,9 +104,12 @@ def official_files(variant: str, source: str = 'gcs', tasks: Iterable[str] = TAS
         return RemoteFile(f'{repo}/{filename}', url, 'Apache-2.0', roles, variant)
 
     heads = tuple(f'{task}_head' for task in TASKS if task in tasks)
+    # The heads' config.json says which activation follows the depth decoder (see
+    # model.hf_checkpoint.hf_depth_activation); it is read from next to the weights.
     return [hf(f'tipsv2-{variant}', 'model.safetensors', ('vision', 'text')),
             hf(f'tipsv2-{variant}', 'tokenizer.model', ('tokenizer',))] + (
-        [hf(f'tipsv2-{variant}-dpt', 'model.safetensors', heads)] if heads else [])
+        [hf(f'tipsv2-{variant}-dpt', 'model.safetensors', heads),
+         hf(f'tipsv2-{variant}-dpt', 'config.json', ())] if heads else [])
 
 
 def resolve_weights(variant: str, cache_dir: os.PathLike | str | None = None,

@@ -1,14 +1,13 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""GPU rows: P4 (TensorRT fp16 / our eager fp32), P5 (time / FLOP bound), fps per heads."""
+"""GPU rows: P4 (TensorRT fp16 / our eager fp32), P5 (time / FLOP bound); fps is in fps.py."""
 from typing import List
 
 import torch
 
 from tipsv2_ros.bench import flops
 from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
-from tipsv2_ros.bench.timing import interleave, measure, paired_ratio
+from tipsv2_ros.bench.timing import interleave, paired_ratio
 from tipsv2_ros.runtime import backends
-from tipsv2_ros.tasks import REGISTRY
 
 
 def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
@@ -42,13 +41,4 @@ def rows(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
                          f'{fast_name}; {work / 1e9:.0f} GFLOP at the fp16 matmul rate '
                          f'{rate / 1e12:.0f} TFLOP/s -> bound {bound * 1e3:.2f} ms',
                          p50=samples['fast'].p50, p90=samples['fast'].p90))
-    # Heads run only while subscribed: 0 heads means the frame is dropped before inference.
-    for count in range(4):
-        subset = frozenset(t for t in REGISTRY.image_path()[:count] if t in tasks)
-        times = measure(lambda: runtime.pipeline.run([frame], subset, label_set), it, wu,
-                        device)
-        out.append(Row.timing(SECTIONS[2], f'fps with {count} head(s) subscribed: '
-                              f'{"+".join(sorted(subset)) or "none"}', times,
-                              note=f'{1.0 / max(times.p50, 1e-9):.1f} fps in process '
-                              f'({runtime.backend.describe()})'))
     return out

@@ -2,10 +2,11 @@
 """Runs the benchmark sections asked for and renders the one table.
 
 Order: the in-process frame path, the DDS part (message stages, the node end to end, P3,
-the P6 hiccup, P7), P0, P1/P2, P6 (label cache), TLS on the Triton link, then the GPU rows
-(P4, P5, fps). The node
-runs before this process loads transformers, ONNX Runtime sessions and bf16 kernels, so
-that its in-process reference for P3 runs in the same state as the node.
+the P6 hiccup, P7), P0, P1/P2, P6 (label changes), the zero-shot modes (slide vs whole),
+TLS on the Triton link, the GPU rows (P4, P5), then fps (by heads subscribed and by task
+rates, on any device). The node runs before this process loads transformers, ONNX Runtime
+sessions and bf16 kernels, so that its in-process reference for P3 runs in the same state
+as the node.
 """
 import dataclasses
 import pathlib
@@ -14,16 +15,17 @@ from typing import Callable, FrozenSet, List, Optional, Tuple
 import numpy as np
 import torch
 
-from tipsv2_ros.bench import machine, sections
+from tipsv2_ros.bench import fps, label_change, machine, sections, zero_shot_modes
 from tipsv2_ros.bench.table import render, Row, SECTIONS, verdicts
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends, startup
 from tipsv2_ros.runtime.config import RuntimeConfig
 from tipsv2_ros.tasks import DENSE_HEAD, REGISTRY, ZERO_SHOT
 
-ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'tls', 'P4', 'P5', 'fps')
+ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'slide', 'tls', 'P4', 'P5',
+        'fps')
 DDS_ROWS = frozenset({'e2e', 'P3', 'P6', 'P7'})
-GPU_ROWS = frozenset({'P4', 'P5', 'fps'})
+GPU_ROWS = frozenset({'P4', 'P5'})
 SAMPLE = pathlib.Path(__file__).resolve().parents[1] / 'samples' / 'room_00.png'
 
 
@@ -62,7 +64,7 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     only, it, wu = cfg.only, cfg.iterations, cfg.warmup
-    runtime = startup.build(cfg.runtime, log=log)
+    runtime = startup.build(cfg.runtime, log=log, keep_torch=True)  # eager runs beside it
     model, backend = runtime.model, runtime.backend
     device, size, tasks = backend.device, backend.input_size, backend.tasks
     facts = machine.describe(device)
@@ -93,13 +95,20 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> Tuple[str, List
                        reference, why)
     if 'P6' in only:
         log('P6: label changes...')
-        rows += sections.p6_labels(model, device, it, wu)
+        rows += label_change.p6_labels(model, size, device, it, wu)
+    if 'slide' in only:
+        log('zero-shot modes: whole vs sliding windows...')
+        rows += zero_shot_modes.rows(cfg.runtime, runtime, frame, label_set, it, wu, log)
     if 'tls' in only:
         from tipsv2_ros.bench import tls
         log('TLS: mutual TLS vs plain gRPC to the development Triton server...')
         rows += tls.rows(cfg, model, size, tasks, device, log)
     if only & GPU_ROWS:
         rows += _gpu(cfg, model, eager, runtime, frame, label_set, log)
+    if 'fps' in only:
+        log('fps by heads subscribed and by task rates...')
+        rows += fps.heads_rows(runtime, frame, label_set, it, wu)
+        rows += fps.rate_rows(runtime, frame, label_set, it, wu)
     facts['load average at end'] = machine.load_average()
     h, w = size
     title = (f'tipsv2 bench: {model.config.name} ({cfg.weights}) at {h}x{w}, backend '
@@ -122,6 +131,20 @@ def _p1_p2(cfg, model, eager, size, device, tasks, label_set, runtime, log, refe
             skipped, 'onnxruntime fp32')
         if ort is not None:
             others['onnxruntime fp32'] = ort
+        log('P2 int8: quantising / loading the onnxruntime int8 path and its accuracy gate...')
+        int8 = sections.optional_backend(lambda: backends.create(
+            'onnxruntime', model, size, tasks, device, 'int8', cfg.runtime.cache_dir, log,
+            cfg.runtime), skipped, 'onnxruntime int8')
+        if int8 is not None:
+            skipped['onnxruntime int8 note'] = sections.int8_gate_note(int8)
+            if int8.precision != 'int8' and getattr(int8, 'rejected_int8', None):
+                # The gate failed and the backend serves fp32: time the int8 graphs anyway,
+                # so the row says what int8 would cost (it is a MISS all the same).
+                from tipsv2_ros.runtime.backends.onnx_backend import OnnxRuntimeBackend
+                int8 = OnnxRuntimeBackend(int8.rejected_int8, size, tasks, device,
+                                          precision='int8, rejected by the gate',
+                                          report=int8.report)
+            others['onnxruntime int8'] = int8
         from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
         bf16 = sections.optional_backend(lambda: TorchBackend(model, size, tasks, 'bf16'),
                                          skipped, 'torch bf16')
@@ -178,8 +201,7 @@ def _gpu(cfg, model, eager, runtime, frame, label_set, log) -> List[Row]:
         why = 'no CUDA device (run with --device cuda on a GPU machine)'
         return [Row.skipped(SECTIONS[2], name, why, target) for name, target in (
             ('P4: TensorRT fp16 / our eager fp32', '<= 0.33'),
-            ('P5: encoder + heads / GPU FLOP lower bound', '<= 4'),
-            ('fps with 0, 1, 2, 3 heads subscribed', ''))]
+            ('P5: encoder + heads / GPU FLOP lower bound', '<= 4'))]
     from tipsv2_ros.bench import gpu
-    log('GPU rows: P4, P5, fps...')
+    log('GPU rows: P4, P5...')
     return gpu.rows(cfg, model, eager, runtime, frame, label_set, log)

@@ -1,5 +1,5 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""The in-process measurements: the frame path per stage, P0, P1, P2 and P6.
+"""The in-process measurements: the frame path per stage, P0, P1 and P2.
 
 Each function returns table rows; the caller decides which run (``--only``).
 """
@@ -13,14 +13,14 @@ from tipsv2_ros.bench.table import ratio_row, Row, SECTIONS
 from tipsv2_ros.bench.timing import interleave, measure, paired_ratio, Samples, timed
 from tipsv2_ros.model import zero_shot
 from tipsv2_ros.model.image_path import DenseEncoder
+from tipsv2_ros.runtime.export import parity
 from tipsv2_ros.runtime.frame import colour, processing
-from tipsv2_ros.runtime.frame.labels import LabelBank
 from tipsv2_ros.runtime.frame.pipeline import FrameResult
 
 STAGE = SECTIONS[0]
 # The heads the transformers reference computes (bench/references.py).
 DENSE = frozenset({'depth', 'normals'})
-# P6: 10 labels x the 9 official templates.
+# The labels of the frame path and of P6 (label_change.py): 10, x the 9 official templates.
 LABELS = ('floor', 'wall', 'ceiling', 'person', 'door', 'table', 'chair', 'window', 'lamp',
           'plant')
 
@@ -41,7 +41,7 @@ def frame_path(runtime, frame: np.ndarray, label_set, tasks, iterations: int, wa
     result = pipeline.run([frame], tasks, label_set)[0]
     names = {'preprocess': 'pre-processing (resize, to float, on the device)',
              'inference': f'inference, {"+".join(sorted(tasks))} ({runtime.backend.describe()})',
-             'zero_shot': 'zero-shot logits + softmax + argmax at the decoder size',
+             'zero_shot': 'zero-shot logits + softmax + argmax at the output size',
              'postprocess': 'post-processing (resize to output, one host copy each)'}
     rows = [Row.timing(STAGE, names[stage], recorded[stage]) for stage in stages
             if recorded[stage]]
@@ -158,16 +158,32 @@ def p1_p2(model, torch_backend, other_backends: dict, input_size, device, iterat
         "with depth_decoder_activation='linear', the official head)", p50=p1.p50, p90=p1.p90))
     limits = {'onnxruntime fp32': ('P2: onnxruntime CPU fp32 / transformers eager fp32', 0.85),
               'torch bf16': ('P2 bf16 (optional): torch bf16 autocast / transformers fp32',
-                             0.5)}
+                             0.5),
+              'onnxruntime int8': ('P2 int8: onnxruntime int8 / transformers fp32', 0.30)}
     for name, (label, limit) in limits.items():
         if name in samples:
             values = samples[name]
             rows.append(ratio_row(label, paired_ratio(values, base), limit,
                                   skipped.get(f'{name} note', ''), p50=values.p50,
                                   p90=values.p90))
+            if name == 'onnxruntime int8' and other_backends[name].precision != 'int8':
+                rows[-1].passed = False  # the gate failed: the node would serve fp32
         elif name in skipped:
             rows.append(Row.skipped(SECTIONS[2], label, skipped[name], f'<= {limit:g}'))
     return rows
+
+
+def int8_gate_note(backend) -> str:
+    """Return the int8 gate's verdict and figures, for the P2 int8 row."""
+    report = getattr(backend, 'report', None)
+    figures = report.describe() if report is not None else 'no figures'
+    thresholds = parity.Int8Thresholds()
+    limits = (f'(gate: depth <= {thresholds.depth_median:.0%}, normals <= '
+              f'{thresholds.normals_mean:g} deg, labels >= {thresholds.agreement:.0%})')
+    if backend.precision == 'int8':
+        return f'gate passed vs fp32 on the sample frames: {figures} {limits}'
+    return (f'gate FAILED (the node serves fp32; these are the int8 graphs, timed all the '
+            f'same): {figures} {limits}')
 
 
 def low_precision_accuracy(fp32, low, pixels: torch.Tensor, label_set, temperature: float,
@@ -190,29 +206,6 @@ def low_precision_accuracy(fp32, low, pixels: torch.Tensor, label_set, temperatu
                                   output_size).labels
         parts.append(f'segmentation agreement {(seg_a == seg_b).float().mean():.2%}')
     return 'vs fp32: ' + ', '.join(parts)
-
-
-def p6_labels(model, device, iterations: int, warmup: int) -> List[Row]:
-    """set_labels for 10 labels x 9 templates: cold (fresh cache) and cached."""
-    if model.text is None or model.tokenizer is None:
-        why = 'no text weights loaded (segmentation not enabled)'
-        return [Row.skipped(SECTIONS[2], 'P6 cached: set_labels', why)]
-
-    def encode(names, templates):
-        return model.text_classifier(names, templates).to(device)
-    cold = measure(lambda: LabelBank(encode).build(LABELS, zero_shot.TEMPLATES),
-                   iterations, warmup)
-    bank = LabelBank(encode)
-    bank.build(LABELS, zero_shot.TEMPLATES)
-    cached = measure(lambda: bank.build(LABELS, zero_shot.TEMPLATES), 10 * iterations, warmup)
-    prompts = len(LABELS) * len(zero_shot.TEMPLATES)
-    return [Row.timing(SECTIONS[2], f'P6 cold: set_labels, {len(LABELS)} labels x '
-                       f'{len(zero_shot.TEMPLATES)} templates', cold,
-                       note=f'{prompts} prompts through the text encoder (info)'),
-            Row(SECTIONS[2], 'P6 cached: set_labels, labels already cached', cached.p50,
-                cached.p90,
-                f'{cached.p50 * 1e3:.3f} ms', '< 1 ms', cached.p50 < 1e-3,
-                'validation, cache lookups and one stack')]
 
 
 def optional_backend(create: Callable[[], object], skipped: dict, name: str) -> Optional[object]:

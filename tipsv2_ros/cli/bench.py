@@ -16,7 +16,8 @@ import tempfile
 from tipsv2_ros.cli.options import add_weight_options, explicit_files, runtime_config
 
 # The row groups (bench/runner.py ROWS; listed here so that --help stays free of torch).
-ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'tls', 'P4', 'P5', 'fps')
+ROWS = ('stages', 'e2e', 'P0', 'P1', 'P2', 'P3', 'P6', 'P7', 'slide', 'tls', 'P4', 'P5',
+        'fps')
 
 
 def register(subparsers) -> None:

@@ -17,7 +17,8 @@ from tipsv2_ros.tasks import REGISTRY
 
 
 def _tasks(text: str) -> tuple:
-    tasks, known = tuple(t.strip() for t in text.split(',') if t.strip()), REGISTRY.image_path()
+    tasks = tuple(t.strip() for t in text.split(',') if t.strip())
+    known = REGISTRY.exported()
     unknown = sorted(set(tasks) - set(known))
     if unknown or not tasks:
         raise argparse.ArgumentTypeError(f'tasks {text!r}: choose from {",".join(known)}')
@@ -30,7 +31,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         'export', help='export the image path to ONNX (and TensorRT with --engine)',
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group('model files (default: the downloaded --variant)')
-    image_path_files = {role for spec in REGISTRY if spec.image_path for role in spec.files}
+    image_path_files = {role for spec in REGISTRY if spec.exported for role in spec.files}
     for name, text in file_flags().items():
         if name in image_path_files | {'vision_weights'}:  # the ADE20K head is not exported
             group.add_argument('--' + name.replace('_', '-'), metavar='FILE', help=text)

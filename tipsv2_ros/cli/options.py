@@ -16,7 +16,7 @@ FILE_HELP = {
     'tokenizer': 'SentencePiece tokenizer.model',
     'depth_head': 'depth DPT head: official .zip or HF -dpt .safetensors',
     'normals_head': 'normals DPT head',
-    'segmentation_head': 'ADE20K segmentation DPT head (only for --save-raw)',
+    'segmentation_head': 'ADE20K segmentation DPT head (tipsv2 infer: its view, --save-raw)',
 }
 
 
@@ -51,7 +51,9 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
                        help="a backend, as the node's backend parameter (torch, "
                             'onnxruntime, tensorrt, triton, ...), or auto (default: torch)')
     group.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
-    group.add_argument('--precision', default='auto', help='auto, fp32, fp16 or bf16')
+    group.add_argument('--precision', default='auto', help='auto, fp32, fp16, bf16 or int8')
+    group.add_argument('--text-precision', default='auto',
+                       help='text encoder: auto (bf16 on CPUs with native bf16), fp32 or bf16')
 
 
 def explicit_files(args) -> dict:
@@ -63,16 +65,16 @@ def runtime_config(args, **changes):
     """Return the ``RuntimeConfig`` of the flags, with the tasks the given files allow."""
     from tipsv2_ros.runtime.config import RuntimeConfig
     explicit = explicit_files(args)
-    tasks = REGISTRY.image_path()
+    tasks = REGISTRY.defaults()
     if explicit:
         if 'vision_weights' not in explicit:
             raise ValueError('--vision-weights is needed when model files are given')
-        tasks = [spec.name for spec in REGISTRY if spec.image_path
-                 and all(role in explicit for role in spec.files)]
+        tasks = [name for name in REGISTRY.defaults()
+                 if all(role in explicit for role in REGISTRY[name].files)]
         # An HF model.safetensors holds both towers: text comes with the vision file.
         if explicit['vision_weights'].endswith('.safetensors') and 'tokenizer' in explicit:
-            tasks += [spec.name for spec in REGISTRY if spec.image_path and spec.name not in
-                      tasks and spec.kind != DENSE_HEAD]
+            tasks += [name for name in REGISTRY.defaults() if name not in tasks
+                      and REGISTRY[name].kind != DENSE_HEAD]
         if not tasks:
             raise ValueError('no task can run: give --depth-head, --normals-head, or '
                              '--text-weights with --tokenizer')
@@ -80,6 +82,7 @@ def runtime_config(args, **changes):
               'weights_dir': args.weights_dir or None, 'files': explicit,
               'model_config': getattr(args, 'config', None) or None,
               'input_size': args.input_size, 'backend': getattr(args, 'backend', 'torch'),
-              'device': args.device, 'precision': getattr(args, 'precision', 'auto')}
+              'device': args.device, 'precision': getattr(args, 'precision', 'auto'),
+              'text_precision': getattr(args, 'text_precision', None) or 'auto'}
     values.update(changes)
     return RuntimeConfig(**values)

@@ -65,8 +65,9 @@ def _legend(image: Image.Image, names: Sequence[str], palette: np.ndarray,
 def render(rgb: np.ndarray, depth: Optional[np.ndarray] = None,
            normals: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
            label_names: Sequence[str] = (), meaningless: bool = False,
-           view_max: Optional[float] = None) -> Dict[str, Image.Image]:
-    """Return the PIL views ('depth', 'normals', 'segmentation') of the given outputs."""
+           view_max: Optional[float] = None, ade20k_labels: Optional[np.ndarray] = None,
+           ade20k_names: Sequence[str] = ()) -> Dict[str, Image.Image]:
+    """Return the PIL views ('depth', 'normals', 'segmentation', 'ade20k') of the outputs."""
     views = {}
     if depth is not None:
         top = float(view_max if view_max else np.nanmax(depth))
@@ -76,14 +77,17 @@ def render(rgb: np.ndarray, depth: Optional[np.ndarray] = None,
     if normals is not None:
         views['normals'] = _caption(Image.fromarray(colour.normals_to_rgb(normals)),
                                     'normals (x,y,z) -> (R,G,B)', meaningless)
-    if labels is not None:
-        palette = colour.label_palette(len(label_names))
-        background = processing.resize_rgb(rgb, labels.shape)
-        overlay = Image.fromarray(colour.overlay_labels(background, labels, palette))
-        counts = np.bincount(labels[labels != 255].ravel(), minlength=len(label_names))
-        views['segmentation'] = _legend(
-            _caption(overlay, 'open-vocabulary segmentation', meaningless),
-            label_names, palette, counts[:len(label_names)])
+    for name, image, names, title in (
+            ('segmentation', labels, label_names, 'open-vocabulary segmentation'),
+            ('ade20k', ade20k_labels, ade20k_names, 'ADE20K segmentation head (150 classes)')):
+        if image is None:
+            continue
+        palette = colour.label_palette(len(names))
+        background = processing.resize_rgb(rgb, image.shape)
+        overlay = Image.fromarray(colour.overlay_labels(background, image, palette))
+        counts = np.bincount(image[image != 255].ravel(), minlength=len(names))
+        views[name] = _legend(_caption(overlay, title, meaningless), names, palette,
+                              counts[:len(names)])
     return views
 
 

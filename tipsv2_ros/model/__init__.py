@@ -21,7 +21,7 @@ from tipsv2_ros.model.vision import ImageTokens, Intermediate
 from tipsv2_ros.model.zero_shot import segment, Segmentation, TEMPLATES
 from tipsv2_ros.tasks import REGISTRY
 
-TASKS = REGISTRY.image_path()  # the built-in tasks of an image path
+TASKS = REGISTRY.defaults()  # the default tasks of an image path
 
 __all__ = [
     'CheckpointError', 'DenseOutputs', 'DPTConfig', 'EncoderOutputs', 'ImagePath',

@@ -1,23 +1,21 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Released TIPSv2 weight files -> state dicts with our (= the official PyTorch) key names.
 
-Mirrors tips/pytorch/decoders.py@4db271d (``_convert_scenic_checkpoint``,
-``load_decoder_weights``) and the npz handling of tips/pytorch/run_*_inference.py@4db271d.
-Every rename and layout change is a row of a named table plus a pure function; loading is a
-strict key/shape check whose error names the missing, unexpected and mis-shaped keys and the
-variant the file's shapes point to.
+Mirrors the npz handling of tips/pytorch/run_*_inference.py@4db271d. Loading is a strict
+key/shape check whose error names the missing, unexpected and mis-shaped keys and the variant
+the file's shapes point to. The DPT head files (Scenic layout and its variants) are converted
+by ``dpt_checkpoint``.
 
 Formats:
 - official vision/text ``.npz``: PyTorch keys already; the text file also carries the scalar
   ``temperature`` (or ``temperature_contrastive``), which is split off.
-- Scenic DPT ``*_dpt.zip``: a zip of ``.npy`` with Flax ``/`` paths, optionally under
-  ``decoder/``; see ``scenic_dpt_table``.
+- Scenic DPT ``*_dpt.zip``: a zip of ``.npy`` with Flax ``/`` paths; see ``dpt_checkpoint``.
 - Hugging Face ``model.safetensors`` of ``google/tipsv2-*`` and ``google/tipsv2-*-dpt``:
   read here, split into parts by ``hf_checkpoint.hf_weights``.
 """
 import os
 import re
-from typing import Callable, Mapping, NamedTuple, Optional, Union
+from typing import Mapping, NamedTuple, Optional, Union
 import zipfile
 import zlib
 
@@ -74,96 +72,6 @@ def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {key: to_tensor(value) for key, value in arrays.items()}
 
 
-# --- Scenic (Flax) DPT heads -----------------------------------------------------------------
-
-# Flax layout -> PyTorch layout, one pure function per kind of parameter.
-SCENIC_TO_TORCH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    'conv': lambda k: k.transpose(3, 2, 0, 1),  # (H, W, Cin, Cout) -> (Cout, Cin, H, W)
-    # Flax ConvTranspose (transpose_kernel=False) is a plain convolution of the dilated input;
-    # PyTorch's is its adjoint, so the kernel is rotated 180 degrees, then -> (Cin, Cout, H, W).
-    'conv_transpose': lambda k: k[::-1, ::-1].transpose(2, 3, 0, 1),
-    'dense': lambda k: k.T,  # (in, out) -> (out, in)
-    'copy': lambda k: k,
-}
-TORCH_TO_SCENIC: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    'conv': lambda w: w.transpose(2, 3, 1, 0),
-    'conv_transpose': lambda w: w.transpose(2, 3, 0, 1)[::-1, ::-1],
-    'dense': lambda w: w.T,
-    'copy': lambda w: w,
-}
-# Scenic name of a head's final Dense layer -> the head's name in the official files
-# (``TaskSpec.checkpoint_name``; 'segmentation' is the ADE20K head).
-SCENIC_HEADS = {'pixel_depth_classif': 'depth', 'pixel_normals': 'normals',
-                'pixel_segmentation': 'segmentation'}
-
-
-def scenic_dpt_table(task: str) -> dict[str, tuple[str, str]]:
-    """Our key -> (Scenic key without the optional ``decoder/`` prefix, layout kind)."""
-    table = {}
-
-    def add(torch_name: str, scenic_name: str, kind: str, bias: bool = True) -> None:
-        table[f'{torch_name}.weight'] = (f'{scenic_name}/kernel', kind)
-        if bias:
-            table[f'{torch_name}.bias'] = (f'{scenic_name}/bias', 'copy')
-
-    reassemble = 'dpt/reassemble_blocks'
-    resize_kinds = {0: 'conv_transpose', 1: 'conv_transpose', 3: 'conv'}  # 2 is an identity
-    for i in range(4):
-        add(f'dpt.reassemble.out_projections.{i}', f'{reassemble}/out_projection_{i}', 'conv')
-        add(f'dpt.reassemble.readout_projects.{i}', f'{reassemble}/readout_projects_{i}',
-            'dense')
-        if i in resize_kinds:
-            add(f'dpt.reassemble.resize_layers.{i}', f'{reassemble}/resize_layers_{i}',
-                resize_kinds[i])
-        add(f'dpt.convs.{i}', f'dpt/convs_{i}', 'conv', bias=False)
-        block, units = f'dpt/fusion_blocks_{i}', f'dpt/fusion_blocks_{i}/PreActResidualConvUnit'
-        # Block 0 has only a main unit (_0); blocks 1-3 have a residual (_0) and a main (_1).
-        names = {'main_unit': f'{units}_0'} if i == 0 else {
-            'residual_unit': f'{units}_0', 'main_unit': f'{units}_1'}
-        for unit, scope in names.items():
-            for conv in ('conv1', 'conv2'):
-                add(f'dpt.fusion_blocks.{i}.{unit}.{conv}', f'{scope}/{conv}', 'conv',
-                    bias=False)
-        add(f'dpt.fusion_blocks.{i}.out_conv', f'{block}/Conv_0', 'conv')
-    add('dpt.project', 'dpt/project', 'conv')
-    scope = {name: scope for scope, name in SCENIC_HEADS.items()}[task]
-    add('head', scope, 'dense')
-    return table
-
-
-def scenic_task(arrays: Mapping[str, np.ndarray]) -> str:
-    """Which task a Scenic DPT file is for, from the name of its final Dense layer."""
-    found = {task for scope, task in SCENIC_HEADS.items()
-             if any(k.removeprefix('decoder/').startswith(scope + '/') for k in arrays)}
-    if len(found) != 1:
-        raise CheckpointError(f'expected exactly one of the Scenic heads {sorted(SCENIC_HEADS)}'
-                              f' in a DPT file, found {sorted(found) or "none"}')
-    return found.pop()
-
-
-def scenic_to_torch(arrays: Mapping[str, np.ndarray]) -> tuple[str, dict[str, torch.Tensor]]:
-    """Convert a Scenic ``*_dpt.zip`` to (task, PyTorch state dict without ``bin_centers``)."""
-    task = scenic_task(arrays)
-    flat = {key.removeprefix('decoder/'): value for key, value in arrays.items()}
-    table = scenic_dpt_table(task)
-    expected = {scenic_key for scenic_key, _ in table.values()}
-    missing = sorted(expected - set(flat))
-    unexpected = sorted(set(flat) - expected)
-    if missing or unexpected:
-        raise CheckpointError(_mismatch_message(f'Scenic {task} DPT file', missing, unexpected,
-                                                [], infer_variant(flat, 'scenic_dpt')))
-    state = {name: np.ascontiguousarray(SCENIC_TO_TORCH[kind](flat[scenic_key]))
-             for name, (scenic_key, kind) in table.items()}
-    return task, to_tensors(state)
-
-
-def torch_to_scenic(state: Mapping[str, torch.Tensor], task: str) -> dict[str, np.ndarray]:
-    """Inverse of ``scenic_to_torch`` (used to write random weights in the released format)."""
-    return {f'decoder/{scenic_key}': np.ascontiguousarray(
-        TORCH_TO_SCENIC[kind](state[name].detach().cpu().numpy()))
-        for name, (scenic_key, kind) in scenic_dpt_table(task).items()}
-
-
 # --- Strict checks and variant inference -------------------------------------------------------
 
 class Signature(NamedTuple):
@@ -200,8 +108,8 @@ def infer_variant(shapes: Mapping, kind: str) -> Optional[str]:
     return None
 
 
-def _mismatch_message(what: str, missing: list, unexpected: list, shapes: list,
-                      variant: Optional[str], expected_variant: Optional[str] = None) -> str:
+def mismatch_message(what: str, missing: list, unexpected: list, shapes: list,
+                     variant: Optional[str], expected_variant: Optional[str] = None) -> str:
     parts = [f'{what} does not fit the model'
              + (f' ({expected_variant})' if expected_variant else '')]
     for label, items in (('missing keys', missing), ('unexpected keys', unexpected),
@@ -233,6 +141,6 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
     shapes = [f'{key} {tuple(state[key].shape)} != model {tuple(own[key].shape)}'
               for key in sorted(set(own) & set(state)) if state[key].shape != own[key].shape]
     if missing or unexpected or shapes:
-        raise CheckpointError(_mismatch_message(what, missing, unexpected, shapes,
-                                                infer_variant(state, kind), expected_variant))
+        raise CheckpointError(mismatch_message(what, missing, unexpected, shapes,
+                                               infer_variant(state, kind), expected_variant))
     module.load_state_dict(state, strict=True)

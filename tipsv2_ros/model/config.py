@@ -37,6 +37,9 @@ class TextConfig:
     ln_eps: float = 1e-5  # the official PyTorch port uses the nn.LayerNorm default
 
 
+DEPTH_ACTIVATIONS = ('none', 'relu')
+
+
 @dataclass(frozen=True)
 class DPTConfig:
     """DPT decoder shared by the depth, normals and segmentation heads."""
@@ -48,6 +51,14 @@ class DPTConfig:
     min_depth: float = 0.001
     max_depth: float = 10.0
     segmentation_classes: int = 150  # ADE20K
+    # After the depth decoder's ``project``: 'none' as the official code, or 'relu' as
+    # transformers' default (``depth_decoder_activation``).
+    depth_activation: str = 'none'
+
+    def __post_init__(self) -> None:
+        if self.depth_activation not in DEPTH_ACTIVATIONS:
+            raise ValueError(f'dpt.depth_activation {self.depth_activation!r} must be one of '
+                             f'{", ".join(DEPTH_ACTIVATIONS)}')
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,8 @@ def config_from_dict(spec: Mapping, name: str = 'custom',
         post_process_channels=tuple(dpt['post_process_channels']),
         channels=dpt.get('channels', 256), depth_bins=dpt.get('depth_bins', 256),
         min_depth=dpt.get('min_depth', 0.001), max_depth=dpt.get('max_depth', 10.0),
-        segmentation_classes=dpt.get('segmentation_classes', 150))
+        segmentation_classes=dpt.get('segmentation_classes', 150),
+        depth_activation=dpt.get('depth_activation', 'none'))
     input_size = vision.pos_grid * vision.patch_size
     return ModelConfig(spec.get('name', name), vision, text, dense,
                        float(spec.get('temperature', temperature)), input_size)
@@ -148,7 +160,8 @@ def config_to_dict(config: ModelConfig) -> dict:
                 'post_process_channels': list(dpt.post_process_channels),
                 'channels': dpt.channels, 'depth_bins': dpt.depth_bins,
                 'min_depth': dpt.min_depth, 'max_depth': dpt.max_depth,
-                'segmentation_classes': dpt.segmentation_classes},
+                'segmentation_classes': dpt.segmentation_classes,
+                'depth_activation': dpt.depth_activation},
     }
 
 

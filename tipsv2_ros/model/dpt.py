@@ -4,8 +4,9 @@
 Mirrors tips/pytorch/decoders.py@4db271d (``PreActResidualConvUnit``, ``FeatureFusionBlock``,
 ``ReassembleBlocks``, ``DPTHead``, ``Decoder`` and its task subclasses). Attribute names equal
 the PyTorch keys the official loader produces from the Scenic ``*_dpt.zip`` files. As in the
-official code (and the Scenic reference), no activation follows ``project``; transformers'
-``Tipsv2Dpt`` adds a ReLU there for depth (see tests/test_hf_layout.py).
+official code (and the Scenic reference), no activation follows ``project`` by default;
+transformers' ``Tipsv2Dpt`` adds a ReLU there for depth (``depth_decoder_activation``), which
+``DPTConfig.depth_activation='relu'`` reproduces (see tests/test_hf_layout.py).
 
 The output grid is 8x the patch grid when the grid has even sides (256x256 for a 448x448
 input); in general it is 16 * ceil(h / 2) by 16 * ceil(w / 2), because the deepest level is
@@ -122,9 +123,10 @@ class ReassembleBlocks(nn.Module):
 class DPTDecoder(nn.Module):
     """Reassemble, 3x3 ``convs`` to ``channels``, fuse from the deepest level, ``project``."""
 
-    def __init__(self, embed_dim: int, channels: int, post_process_channels: Sequence[int]
-                 ) -> None:
+    def __init__(self, embed_dim: int, channels: int, post_process_channels: Sequence[int],
+                 output_relu: bool = False) -> None:
         super().__init__()
+        self.output_relu = output_relu
         if len(post_process_channels) != 4:
             raise ValueError('the DPT decoder reads exactly four intermediate layers')
         self.reassemble = ReassembleBlocks(embed_dim, post_process_channels)
@@ -140,15 +142,17 @@ class DPTDecoder(nn.Module):
         x = self.fusion_blocks[0](levels[3])
         for index in range(1, 4):
             x = self.fusion_blocks[index](x, levels[3 - index])
-        return self.project(x)
+        x = self.project(x)
+        return F.relu_(x) if self.output_relu else x
 
 
 class DenseHead(nn.Module):
     """A DPT decoder plus a per-pixel linear ``head``; the task heads differ only after it."""
 
-    def __init__(self, out_channels: int, embed_dim: int, cfg: DPTConfig) -> None:
+    def __init__(self, out_channels: int, embed_dim: int, cfg: DPTConfig,
+                 output_relu: bool = False) -> None:
         super().__init__()
-        self.dpt = DPTDecoder(embed_dim, cfg.channels, cfg.post_process_channels)
+        self.dpt = DPTDecoder(embed_dim, cfg.channels, cfg.post_process_channels, output_relu)
         self.head = nn.Linear(cfg.channels, out_channels)
 
     def pixel_logits(self, intermediates: Sequence[Intermediate]) -> torch.Tensor:
@@ -167,7 +171,7 @@ class DepthHead(DenseHead):
     """Metric depth as the expectation over ``depth_bins`` uniformly spaced bins."""
 
     def __init__(self, embed_dim: int, cfg: DPTConfig) -> None:
-        super().__init__(cfg.depth_bins, embed_dim, cfg)
+        super().__init__(cfg.depth_bins, embed_dim, cfg, cfg.depth_activation == 'relu')
         self.min_depth = cfg.min_depth
         # Not stored in the released files (the loaders add it); persistent like the official.
         self.register_buffer('bin_centers', bin_centers(cfg))

@@ -6,7 +6,10 @@ One HF file holds both towers (and, in the ``-dpt`` repos, the three heads) unde
 files. Holds the Hub's key layout (``hf_key``, which changed once, with the transformers
 integration); the official release formats are ``checkpoint``'s.
 """
-from typing import Mapping, NamedTuple, Optional
+import json
+import os
+import pathlib
+from typing import Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +23,8 @@ HF_TOWERS = {'vision_encoder.': 'vision', 'text_encoder.': 'text'}
 HF_VISION_RENAMES = (('.mlp.c_fc.', '.mlp.fc1.'), ('.mlp.c_proj.', '.mlp.fc2.'))
 CONV_TRANSPOSE_KEYS = ('dpt.reassemble.resize_layers.0.weight',
                        'dpt.reassemble.resize_layers.1.weight')
+# transformers' ``depth_decoder_activation`` (default 'relu') -> ``DPTConfig.depth_activation``.
+HF_DEPTH_ACTIVATIONS = {'relu': 'relu', 'linear': 'none'}
 
 
 class HFWeights(NamedTuple):
@@ -88,3 +93,28 @@ def hf_weights(arrays: Mapping[str, np.ndarray], flip_conv_transpose: bool = Fal
         raise CheckpointError(
             f'keys outside the Hugging Face TIPSv2 layout: {sorted(unknown)[:8]}')
     return HFWeights(parts.pop('vision', {}), parts.pop('text', {}), temperature, parts)
+
+
+def hf_depth_activation(weights: Union[str, os.PathLike]) -> Optional[str]:
+    """Return the depth activation the HF ``config.json`` next to HF DPT weights asks for.
+
+    transformers reads ``depth_decoder_activation`` from a ``tipsv2_dpt`` config (absent:
+    'relu', its default) and applies it after the depth decoder's ``project``; the official
+    code applies none. Weights published with such a config are meant to run with it.
+    None when there is no such config.
+    """
+    path = pathlib.Path(weights).with_name('config.json')
+    if not path.is_file():
+        return None
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f'{path}: cannot read the Hugging Face config: {error}') from None
+    if not isinstance(spec, Mapping) or not (spec.get('model_type') == 'tipsv2_dpt'
+                                             or 'depth_decoder_activation' in spec):
+        return None
+    value = spec.get('depth_decoder_activation', 'relu')
+    if value not in HF_DEPTH_ACTIVATIONS:
+        raise CheckpointError(f'{path}: depth_decoder_activation {value!r} is not supported; '
+                              f'expected one of {", ".join(HF_DEPTH_ACTIVATIONS)}')
+    return HF_DEPTH_ACTIVATIONS[value]

@@ -30,7 +30,8 @@ class DenseOutputs(dict):
     field and is None for a known output that was not computed. Built-in outputs:
     ``depth`` (B, 1, H', W') metres, H', W' = 8h, 8w for even grids; ``normals``
     (B, 3, H', W') unit vectors; ``features`` (B, h, w, D) L2-normalised value-trick
-    features of the zero-shot segmentation.
+    features of the zero-shot segmentation; ``ade20k`` (B, 150, H', W') ADE20K head logits
+    (PyTorch only: not in the exported path).
     """
 
     def __init__(self, *args, **kwargs) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import sentencepiece
 import torch
 
-from tipsv2_ros.model import checkpoint, config_file
+from tipsv2_ros.model import config_file, dpt_checkpoint
 from tipsv2_ros.model.config import ModelConfig, resolve_config, TINY
 from tipsv2_ros.model.text import TextEncoder
 from tipsv2_ros.model.vision import VisionTransformer
@@ -104,14 +104,14 @@ def write_random_checkpoint(out_dir: Union[str, os.PathLike],
     text['temperature'] = np.float32(cfg.temperature)
     np.savez(paths['text'], **text)
     for spec in REGISTRY.heads():  # the official heads, as the Scenic zips they ship in
-        if spec.checkpoint_name not in checkpoint.SCENIC_HEADS.values():
+        if spec.checkpoint_name not in dpt_checkpoint.HEAD_NAMES.values():
             continue
         task, role = spec.checkpoint_name, spec.files[0]
         shapes = _shapes(_meta(spec.head_class(), cfg.vision.embed_dim, cfg.dpt))
         shapes.pop('bin_centers', None)  # not stored in the released files
         state = {k: torch.from_numpy(v) for k, v in _random_state(shapes, rng).items()}
         paths[role] = out / f'{task}_dpt.zip'
-        _write_scenic_zip(paths[role], checkpoint.torch_to_scenic(state, task))
+        _write_scenic_zip(paths[role], dpt_checkpoint.torch_to_scenic(state, task))
     paths['tokenizer'] = out / 'tokenizer.model'
     paths['tokenizer'].write_bytes(train_tokenizer(min(200, cfg.text.vocab_size)))
     config_file.write_config(cfg, out / config_file.CONFIG_FILE)  # the files describe themselves

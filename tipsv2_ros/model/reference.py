@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from tipsv2_ros.model.tips import TipsV2
-from tipsv2_ros.model.zero_shot import (classifier_from_embeddings, cosine_maps, probabilities,
-                                        prompts)
+from tipsv2_ros.model.zero_shot import (classifier_from_embeddings, cosine_maps, crop_windows,
+                                        probabilities, prompts, slide_probabilities,
+                                        slide_windows)
 
 
 def raw_outputs(model: TipsV2, pixel_values: torch.Tensor, labels: Sequence[str] = (),
@@ -57,3 +58,21 @@ def raw_outputs(model: TipsV2, pixel_values: torch.Tensor, labels: Sequence[str]
                        zeroshot_cos=cosine_maps(features, classifier)[0],
                        zeroshot_probs=probs, zeroshot_argmax=probs.argmax(dim=0))
     return {key: value.detach().cpu().numpy() for key, value in out.items()}
+
+
+def raw_slide_outputs(model: TipsV2, pixel_values: torch.Tensor, classifier: torch.Tensor,
+                      side: int, stride: int) -> Dict[str, np.ndarray]:
+    """Return the official sliding-window zero-shot probabilities of (1, 3, H, W) pixels.
+
+    ``predict_slide`` of the zero-shot notebook: ``side`` x ``side`` windows every ``stride``
+    pixels, each through the value-trick encoder, softmax of the raw cosines (temperature 1)
+    per window, averaged where windows overlap. Keys as in the golden set.
+    """
+    windows = slide_windows(pixel_values.shape[-2:], side, stride)
+    with torch.inference_mode():
+        crops = crop_windows(pixel_values, windows, model.config.vision.patch_size)
+        features = F.normalize(model.vision.dense_features(crops, ()).value_tokens, dim=-1)
+        probs = slide_probabilities(features, classifier.to(features), windows,
+                                    pixel_values.shape[-2:], 1.0)
+    return {'zeroshot_slide_probs': probs.cpu().numpy(),
+            'zeroshot_slide_side_stride': np.array([side, stride], np.int64)}

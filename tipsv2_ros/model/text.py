@@ -47,15 +47,21 @@ class TextAttention(nn.Module):
 
 
 class TextMlp(nn.Module):
-    """``c_fc`` -> ReLU -> mask -> ``c_proj`` -> mask (the official masks padded positions)."""
+    """``c_fc`` -> ReLU -> ``c_proj``.
+
+    The official block also zeroes padded positions after each Linear. A padded position
+    never reaches a real one (it is a masked attention key and is left out of the pooling,
+    and the MLP works per position), so those two multiplications change no output; they
+    are left out (two passes over the (N, L, 4D) activations per block).
+    """
 
     def __init__(self, width: int, mlp_dim: int) -> None:
         super().__init__()
         self.c_fc = nn.Linear(width, mlp_dim)
         self.c_proj = nn.Linear(mlp_dim, width)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.relu(self.c_fc(x)) * keep) * keep
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.relu(self.c_fc(x)))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -68,10 +74,9 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = TextMlp(cfg.width, cfg.mlp_dim)
         self.ln_2 = nn.LayerNorm(cfg.width, eps=cfg.ln_eps)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, keep: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), key_mask)
-        return x + self.mlp(self.ln_2(x), keep)
+        return x + self.mlp(self.ln_2(x))
 
 
 class Transformer(nn.Module):
@@ -83,7 +88,12 @@ class Transformer(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Token ids -> one (unnormalised) embedding per text in the image space."""
+    """Token ids -> one (unnormalised) embedding per text in the image space.
+
+    Runs in the dtype of its weights: float32 (the reference), or bfloat16 after
+    ``.to(torch.bfloat16)`` on CPUs with native bf16 matrix units (label changes several
+    times faster); the pooled embedding is always float32.
+    """
 
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
@@ -98,23 +108,26 @@ class TextEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, paddings: torch.Tensor) -> torch.Tensor:
         """Encode tokenised texts.
 
+        Any length L works: the official pads to 64, but padded positions change no output,
+        so a batch padded only to its longest text gives the same embeddings.
+
         Args:
             ids: (N, L) token ids.
             paddings: (N, L), 1 where the position is padding (``ids == 0``).
 
         Returns:
-            (N, D) masked mean of the final-normed tokens.
+            (N, D) float32: masked mean of the final-normed tokens.
         """
-        valid = (paddings == 0).to(self.ln_final.weight.dtype)  # (N, L)
+        valid = paddings == 0  # (N, L)
         if not bool(valid.any(dim=1).all()):
             # Attention over only padded keys is undefined (the official code yields NaN).
             raise ValueError('a text has no tokens; empty strings cannot be encoded')
         x = self.token_embedding(ids) * math.sqrt(self.cfg.width)
         x = x + sinusoid_position_embedding(ids.shape[1], self.cfg.width).to(x)
-        key_mask = valid.bool()[:, None, None, :]  # (N, 1, 1, L): masks keys only
-        keep = valid[..., None]  # (N, L, 1)
+        key_mask = valid[:, None, None, :]  # (N, 1, 1, L): masks keys only
         for block in self.transformer.resblocks:
-            x = block(x, key_mask, keep)
-        x = self.ln_final(x)
+            x = block(x, key_mask)
+        x = self.ln_final(x).float()
+        keep = valid[..., None].float()  # (N, L, 1)
         # Masked mean pooling; the official adds 1e-8 to the token count.
         return (x * keep).sum(dim=1) / (keep.sum(dim=1) + 1e-8)

@@ -16,6 +16,15 @@ import torch
 _ASCII_LOWER = str.maketrans('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 
 
+def normalise(text: str) -> str:
+    """Fold case as the tokenizer does: ASCII letters only (``'ÄPFEL'`` -> ``'Äpfel'``).
+
+    Texts that normalise alike tokenise alike, so whatever treats texts as equal for the
+    text encoder (duplicate checks, embedding caches) uses this and nothing else.
+    """
+    return text.translate(_ASCII_LOWER)
+
+
 class TokenizedText(NamedTuple):
     """Token ids and the padding mask, both (N, max_len) int64."""
 
@@ -57,7 +66,7 @@ class Tokenizer:
         """
         if isinstance(texts, str):
             raise TypeError('tokenize() takes a list of strings, not a single string')
-        pieces = self._processor.encode([text.translate(_ASCII_LOWER) for text in texts],
+        pieces = self._processor.encode([normalise(text) for text in texts],
                                         add_bos=False, add_eos=False)
         ids = torch.zeros(len(pieces), self.max_len, dtype=torch.int64)
         paddings = torch.zeros(len(pieces), self.max_len, dtype=torch.int64)

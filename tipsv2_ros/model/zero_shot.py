@@ -2,7 +2,8 @@
 """Open-vocabulary (zero-shot) segmentation from text embeddings and value-trick features.
 
 Mirrors tips/pytorch/TIPS_zeroshot_segmentation.ipynb@4db271d (the TCL prompt templates, the
-per-class prompt ensemble, ``predict_whole``) with one deliberate change, the temperature:
+per-class prompt ensemble, ``predict_whole`` and ``predict_slide``) with one deliberate change,
+the temperature:
 
 The official evaluation takes ``softmax(cos)`` over classes. Cosines lie in [-1, 1] and, for
 one patch, differ between labels by hundredths to tenths, so that softmax is nearly uniform
@@ -12,6 +13,7 @@ as a confidence to threshold. The model was trained with logits ``cos / temperat
 model's own scale for "which label" and gives peaked, thresholdable probabilities. The argmax
 is the same either way.
 """
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import torch
@@ -99,9 +101,120 @@ def segment(features: torch.Tensor, classifier: torch.Tensor, temperature: float
     Returns:
         labels (B, H, W) uint8 and confidence (B, H, W).
     """
-    if classifier.shape[0] > UNLABELLED:
+    return label_map(cosine_maps(features, classifier) / temperature, size, threshold)
+
+
+# Elements of one upsampled block of scores: labels are taken in blocks of classes so that
+# 255 labels at a 1080p camera resolution need ~64 MB at a time, not 2 GB.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def label_map(scores: torch.Tensor, size: Sequence[int], threshold: float = 0.0
+              ) -> Segmentation:
+    """Upsample (B, C, h, w) class scores bilinearly to ``size``; label each pixel there.
+
+    The labels are the argmax of the upsampled scores and the confidence is the winner's
+    softmax probability, exactly as upsampling all C maps at once would give; the classes
+    are visited in blocks (a running max and log-sum-exp) to bound the memory.
+
+    Args:
+        scores: logits per class (cosines / temperature, or a head's logits); C <= 255.
+        size: (H, W) of the output.
+        threshold: pixels whose probability is below it get label 255.
+    """
+    batch, classes = scores.shape[:2]
+    if classes > UNLABELLED:
         raise ValueError(f'at most {UNLABELLED} labels fit a uint8 label image '
-                         f'({UNLABELLED} means unlabelled); got {classifier.shape[0]}')
-    confidence, labels = probabilities(features, classifier, temperature, size).max(dim=1)
+                         f'({UNLABELLED} means unlabelled); got {classes}')
+    block = max(1, _BLOCK_ELEMENTS // max(1, batch * int(size[0]) * int(size[1])))
+    best = labels = total = None
+    for start in range(0, classes, block):
+        part = F.interpolate(scores[:, start:start + block].float(), size=tuple(size),
+                             mode='bilinear', align_corners=False)
+        value, index = part.max(dim=1)
+        partial = torch.logsumexp(part, dim=1)
+        if best is None:
+            best, labels, total = value, index, partial
+            continue
+        better = value > best  # ties keep the earlier class, as one argmax would
+        labels = torch.where(better, index + start, labels)
+        best, total = torch.maximum(best, value), torch.logaddexp(total, partial)
+    confidence = torch.exp(best - total)
     labels = labels.to(torch.uint8).masked_fill(confidence < threshold, UNLABELLED)
     return Segmentation(labels, confidence)
+
+
+# --- The sliding-window mode (``predict_slide``) ---------------------------------------------
+
+Window = tuple[int, int, int, int]  # top, bottom, left, right (pixels, end exclusive)
+
+
+def slide_windows(size: Sequence[int], side: int, stride: int) -> list[Window]:
+    """Windows of ``side`` x ``side`` pixels every ``stride``, clamped to an image of ``size``.
+
+    The last row and column are shifted back to end at the image border, and a side longer
+    than the image is cut to it, so every window has the same size, ``window_shape``.
+    """
+    height, width = (int(n) for n in size)
+    if side < 1 or not 1 <= stride <= side:
+        raise ValueError(f'sliding windows need 1 <= stride <= window, got window {side}, '
+                         f'stride {stride}')
+    rows = max(height - side + stride - 1, 0) // stride + 1
+    cols = max(width - side + stride - 1, 0) // stride + 1
+    windows = []
+    for i in range(rows):
+        for j in range(cols):
+            bottom, right = min(i * stride + side, height), min(j * stride + side, width)
+            windows.append((max(bottom - side, 0), bottom, max(right - side, 0), right))
+    return windows
+
+
+def window_shape(size: Sequence[int], side: int) -> tuple[int, int]:
+    """Return the (height, width) every sliding window of an image of ``size`` has."""
+    return min(side, int(size[0])), min(side, int(size[1]))
+
+
+def encoder_shape(shape: Sequence[int], patch: int = 14) -> tuple[int, int]:
+    """Return a window's encoder input: each side rounded up to a multiple of ``patch``."""
+    return tuple(math.ceil(int(n) / patch) * patch for n in shape)
+
+
+def crop_windows(pixel_values: torch.Tensor, windows: Sequence[Window],
+                 patch: int = 14) -> torch.Tensor:
+    """Cut (1, 3, H, W) pixels into (N, 3, h, w) windows for the encoder.
+
+    A window whose sides are not multiples of ``patch`` is resized up to the next multiple
+    with bicubic interpolation, as the official ``encode_image_value_attention`` does.
+    """
+    crops = torch.cat([pixel_values[..., top:bottom, left:right]
+                       for top, bottom, left, right in windows])
+    target = encoder_shape(crops.shape[-2:], patch)
+    if tuple(crops.shape[-2:]) != target:
+        crops = F.interpolate(crops, size=target, mode='bicubic', align_corners=False)
+    return crops
+
+
+def slide_probabilities(features: torch.Tensor, classifier: torch.Tensor,
+                        windows: Sequence[Window], size: Sequence[int],
+                        temperature: float) -> torch.Tensor:
+    """Merge per-window label probabilities into one (C, H, W) map of an image of ``size``.
+
+    Args:
+        features: (N, h, w, D) L2-normalised value-trick features, one entry per window.
+        classifier: (C, D) from ``text_classifier``.
+        windows: the N windows (``slide_windows``), in the order of ``features``.
+        size: (H, W) of the image the windows were cut from.
+        temperature: softmax(cos / temperature) per window; 1 is the official evaluation.
+
+    Returns:
+        The per-pixel mean over the windows covering it of each window's probabilities (its
+        cosines upsampled bilinearly to the window, then the softmax over labels).
+    """
+    probs = features.new_zeros((classifier.shape[0], int(size[0]), int(size[1])))
+    counts = features.new_zeros((int(size[0]), int(size[1])))
+    shape = (windows[0][1] - windows[0][0], windows[0][3] - windows[0][2])
+    window_probs = probabilities(features, classifier, temperature, shape)
+    for (top, bottom, left, right), window in zip(windows, window_probs):
+        probs[:, top:bottom, left:right] += window
+        counts[top:bottom, left:right] += 1
+    return probs / counts

@@ -158,6 +158,7 @@ class CameraIO:
         if publish_points:
             self.pubs['depth/points'] = publisher(PointCloud2, 'depth/points', OUTPUT_QOS)
         self.label_pub = publisher(LabelInfo, 'segmentation/label_info', LATCHED_QOS)
+        self.ade20k_label_pub = publisher(LabelInfo, 'ade20k/label_info', LATCHED_QOS)
         self.vision_label_pub = None
         if VisionLabelInfo is not None:
             self.vision_label_pub = publisher(VisionLabelInfo,
@@ -246,9 +247,17 @@ class CameraIO:
             vmsg.threshold = float(threshold)
             self.vision_label_pub.publish(vmsg)
 
+    def publish_ade20k_info(self, class_names, stamp) -> None:
+        """Publish the latched ADE20K class list (fixed: generation 0, no templates)."""
+        msg = LabelInfo()
+        msg.header.stamp = stamp
+        msg.class_ids = list(range(len(class_names)))
+        msg.class_names = list(class_names)
+        self.ade20k_label_pub.publish(msg)
+
     def destroy(self) -> None:
         self.unsubscribe()
         for pub in [*self.pubs.values(), self.info_pub, self.label_pub,
-                    self.vision_label_pub]:
+                    self.ade20k_label_pub, self.vision_label_pub]:
             if pub is not None:
                 self._node.destroy_publisher(pub)

@@ -20,7 +20,7 @@ from tipsv2_ros.ros import input_watch
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 WINDOW = 5.0  # seconds over which drops, bad frames and errors count as current
 # Backend log lines (runtime.backends, the TensorRT gate) that mean a fallback is in use.
-FALLBACK_MARKERS = ('falling back', 'is not usable')
+FALLBACK_MARKERS = ('falling back', 'is not usable', 'without TensorRT')
 
 
 def is_fallback(line: str) -> bool:

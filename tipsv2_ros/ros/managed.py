@@ -23,6 +23,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from tipsv2_ros.model import ade20k
 from tipsv2_ros.ros import diagnostics
 from tipsv2_ros.ros.camera_io import CameraIO
 from tipsv2_ros.ros.query import QueryService
@@ -114,6 +115,10 @@ class ManagedMixin:
         for camera in self.cameras:
             camera.publish_labels(label_set, self.params['segmentation.threshold'],
                                   self.get_clock().now().to_msg())
+            if 'ade20k' in self.params['tasks']:
+                camera.publish_ade20k_info(ade20k.class_names(
+                    runtime.model.config.dpt.segmentation_classes),
+                    self.get_clock().now().to_msg())
         self._set_labels_service = self.create_service(
             SetLabels, 'set_labels', self._on_set_labels,
             callback_group=MutuallyExclusiveCallbackGroup())

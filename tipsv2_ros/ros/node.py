@@ -28,6 +28,7 @@ from tipsv2_ros.ros.managed import ManagedMixin
 from tipsv2_ros.ros.reconfigure import ReconfigureMixin
 from tipsv2_ros.ros.throttle import Throttle
 from tipsv2_ros.runtime.frame import processing
+from tipsv2_ros.runtime.frame.task_rates import TaskRates
 from tipsv2_ros.tasks import REGISTRY
 
 
@@ -52,14 +53,20 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         self.runtime = self._labels = self._pending_labels = None
         self.cameras = []
         self._text = self._worker = self._set_labels_service = self.query = None
+        self._task_rates = TaskRates()
         self._wake = threading.Condition()
         self._stop = True
         self.state = 'unconfigured'
         self.config_error = self.last_error = self.last_bad_frame = None
         self.fallbacks = list(fallbacks)
         self.stats = {'frames_received': 0, 'frames_processed': 0, 'frames_dropped': 0,
-                      'frames_skipped_no_subscribers': 0, 'bad_frames': 0, 'errors': 0,
-                      'head_runs': dict.fromkeys(REGISTRY.image_path(), 0),
+                      'frames_skipped_no_subscribers': 0, 'frames_skipped_rate': 0,
+                      'bad_frames': 0, 'errors': 0,
+                      # The default tasks, and others when enabled: the default status stays
+                      # as it was.
+                      'head_runs': dict.fromkeys(
+                          [t for t in REGISTRY.image_path()
+                           if REGISTRY[t].default or t in self.params['tasks']], 0),
                       'last_latency_ms': None, 'label_generation': None}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         health = MutuallyExclusiveCallbackGroup()  # reports while a transition loads weights
@@ -122,12 +129,18 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
 
     def _process(self, batch) -> None:
         enabled = frozenset(self.params['tasks'])
+        rates = {task: self.params[f'{task}.max_rate'] for task in REGISTRY.image_path()}
+        now = time.monotonic()
         frames, work = [], []
         queried = self.query.wants_features() and 'segmentation' in enabled
         for camera, msg in batch:
             wanted = camera.wanted_tasks(enabled) | ({'segmentation'} if queried else set())
             if not wanted:
                 self.stats['frames_skipped_no_subscribers'] += 1
+                continue
+            wanted = self._task_rates.due(wanted, rates, now)
+            if not wanted:  # every wanted task ran recently enough (its max_rate)
+                self.stats['frames_skipped_rate'] += 1
                 continue
             self._check_stamp(camera, msg)
             try:
@@ -146,7 +159,8 @@ class PerceptionNode(ManagedMixin, ReconfigureMixin, LifecycleNode):
         label_set = self._labels  # one read: the whole batch uses one label set
         results = self.runtime.pipeline.run(
             frames, tasks, label_set, self.params['output_resolution'],
-            self.params['segmentation.threshold'])
+            self.params['segmentation.threshold'], keep_features=queried)
+        self._task_rates.ran(tasks, rates, now)
         for task in tasks:
             self.stats['head_runs'][task] += 1
         for result in results:

@@ -16,7 +16,7 @@ from rclpy.node import Node
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.config import (file_roles, parse_input_size, RuntimeConfig,
-                                       TensorRTConfig, TritonConfig)
+                                       TensorRTConfig, TritonConfig, ZeroShotConfig)
 from tipsv2_ros.tasks import REGISTRY
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
@@ -44,8 +44,9 @@ SPECS: Dict[str, Spec] = {
     'model.tokenizer': Spec('', 'SentencePiece tokenizer.model.', True),
     'model.depth_head': Spec('', 'Depth DPT head (.zip or .safetensors).', True),
     'model.normals_head': Spec('', 'Normals DPT head (.zip or .safetensors).', True),
-    'model.segmentation_head': Spec('', 'Unused by the zero-shot segmentation; accepted for '
-                                    'symmetry with `tipsv2 infer`.', True),
+    'model.segmentation_head': Spec('', 'ADE20K segmentation DPT head (.zip or .safetensors) '
+                                    'for the ade20k task; unused by the zero-shot '
+                                    'segmentation.', True),
     'model.config': Spec('', 'Model hyper-parameters (JSON, the golden config.json layout) for '
                          'weights of no official variant; empty: a config.json next to the '
                          'vision weights, else recognised by their shapes.', True),
@@ -54,10 +55,23 @@ SPECS: Dict[str, Spec] = {
     'backend': Spec('auto', 'Inference backend; auto picks the fastest available.', True,
                     backends.names()),
     'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
-    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.', True,
-                      ('auto', 'fp32', 'fp16', 'bf16')),
+    'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 '
+                      '(backend onnxruntime on the CPU, accuracy-gated against fp32).', True,
+                      ('auto', 'fp32', 'fp16', 'bf16', 'int8')),
+    'int8.calibration_frames': Spec('', "Folder of images of the robot's own scenes for the "
+                                    'int8 calibration and accuracy gate (empty: the bundled '
+                                    'sample frames).', True),
+    'text_precision': Spec('auto', 'Text encoder (label changes): auto (bf16 on a CPU with '
+                           'native bf16, else fp32), fp32 or bf16.', True,
+                           ('auto', 'fp32', 'bf16')),
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
+    'tensorrt.max_batch': Spec(0, 'Largest batch of the TensorRT engines (cameras served '
+                               'together; larger batches run in chunks); 0: 1 on a Jetson '
+                               '(memory), 4 elsewhere.', True, int_range=(0, 64)),
+    'tensorrt.workspace_mb': Spec(0, 'Builder workspace limit of the TensorRT engines in MiB; '
+                                  '0: 1024 on a Jetson, 4096 elsewhere.', True,
+                                  int_range=(0, 65536)),
     'triton.url': Spec('127.0.0.1:8001', 'Triton server (backend: triton).', True),
     'triton.timeout': Spec(10.0, 'Seconds a Triton request may take before the server counts '
                            'as lost (the node then reconnects with backoff).', True,
@@ -72,8 +86,9 @@ SPECS: Dict[str, Spec] = {
                              "(empty: the system's CAs).", True),
     'triton.client_cert': Spec('', 'Client certificate (PEM) for mutual TLS.', True),
     'triton.client_key': Spec('', 'Private key (PEM) of triton.client_cert.', True),
-    'tasks': Spec(list(REGISTRY.image_path()), 'Tasks the node may run; each runs '
-                  'only while its outputs have subscribers.', True),
+    'tasks': Spec(list(REGISTRY.defaults()), 'Tasks the node may run; each runs '
+                  'only while its outputs have subscribers. ade20k (the closed-vocabulary '
+                  'ADE20K head, torch backend) needs model.segmentation_head.', True),
     'cameras': Spec([''], 'Camera namespaces served by one model, e.g. [front, rear]; [""] '
                     "is one camera on the node's own image topic.", True),
     'labels': Spec(list(DEFAULT_LABELS), 'Open-vocabulary labels (also set by the set_labels '
@@ -82,6 +97,15 @@ SPECS: Dict[str, Spec] = {
                       'label.'),
     'segmentation.threshold': Spec(0.0, 'Pixels whose best class confidence is below this get '
                                    '255 (no label).', float_range=(0.0, 1.0)),
+    'segmentation.mode': Spec('whole', 'Zero-shot segmentation of the whole frame at once '
+                              '(whole), or the official sliding windows (slide: finer, costs '
+                              'one encoder pass per window; depth and normals still run once).',
+                              True, ('whole', 'slide')),
+    'segmentation.window': Spec(448, 'Sliding-window side in pixels; the frame is resized so '
+                                'that its short side is this (slide mode).', True,
+                                int_range=(14, 2240)),
+    'segmentation.stride': Spec(336, 'Pixels between sliding windows, at most the window '
+                                '(slide mode).', True, int_range=(1, 2240)),
     'output_resolution': Spec('model', 'model: the decoder resolution (8 pixels per 14-pixel '
                               'patch); input: the camera resolution.',
                               choices=('model', 'input')),
@@ -92,6 +116,14 @@ SPECS: Dict[str, Spec] = {
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
                      float_range=(0.0, 1000.0)),
+    'depth.max_rate': Spec(0.0, 'Most depth maps per second (0: every frame processed).',
+                           float_range=(0.0, 1000.0)),
+    'normals.max_rate': Spec(0.0, 'Most normal maps per second (0: every frame processed).',
+                             float_range=(0.0, 1000.0)),
+    'segmentation.max_rate': Spec(0.0, 'Most segmentations per second (0: every frame '
+                                  'processed).', float_range=(0.0, 1000.0)),
+    'ade20k.max_rate': Spec(0.0, 'Most ADE20K segmentations per second (0: every frame '
+                            'processed).', float_range=(0.0, 1000.0)),
     'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
                             '118 "too far"); the head cannot tell distances past its 10 m '
                             'range apart.', float_range=(0.01, 1000.0)),
@@ -130,13 +162,17 @@ def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
 
 
 def specs() -> Dict[str, Spec]:
-    """``SPECS``, plus a ``model.<role>`` file parameter of each task registered later."""
+    """``SPECS``, plus the ``model.<role>`` and ``<task>.max_rate`` of tasks registered later."""
     found = dict(SPECS)
-    found['tasks'] = dataclasses.replace(SPECS['tasks'], default=list(REGISTRY.image_path()))
+    found['tasks'] = dataclasses.replace(SPECS['tasks'], default=list(REGISTRY.defaults()))
     for spec in REGISTRY:
         for role in spec.files:
             found.setdefault(f'model.{role}', Spec('', f'Weights of {spec.name}: '
                                                    f'{spec.description}.', True))
+        if spec.image_path:
+            found.setdefault(f'{spec.name}.max_rate', Spec(
+                0.0, f'Most {spec.name} results per second (0: every frame processed).',
+                float_range=(0.0, 1000.0)))
     return found
 
 
@@ -212,7 +248,14 @@ def runtime_config(values: Mapping[str, Any]) -> RuntimeConfig:
         model_config=str(get('model.config')) or None,
         input_size=parse_input_size(get('model.input_size')), backend=str(get('backend')),
         device=str(get('device')), precision=str(get('precision')),
-        cache_dir=str(get('engine_cache_dir')) or None, tensorrt=TensorRTConfig(),
+        text_precision=str(get('text_precision')),
+        cache_dir=str(get('engine_cache_dir')) or None,
+        calibration_frames=str(get('int8.calibration_frames') or '') or None,
+        zero_shot=ZeroShotConfig(str(get('segmentation.mode')), int(get('segmentation.window')),
+                                 int(get('segmentation.stride')),
+                                 values.get('segmentation.frame_size') or None),
+        tensorrt=TensorRTConfig(int(get('tensorrt.max_batch')) or None,
+                                int(get('tensorrt.workspace_mb')) or None),
         triton=TritonConfig(url=str(get('triton.url')), model_name=str(get('triton.model_name')),
                             timeout=float(get('triton.timeout')),
                             shared_memory=str(get('triton.shared_memory')),
@@ -233,6 +276,12 @@ def parameter_values(config: RuntimeConfig) -> Dict[str, Any]:
     values.update({
         'tasks': list(config.tasks), 'model.input_size': 'x'.join(map(str, config.input_size)),
         'backend': config.backend, 'device': config.device, 'precision': config.precision,
+        'text_precision': config.text_precision,
+        'segmentation.mode': config.zero_shot.mode,
+        'segmentation.window': config.zero_shot.window,
+        'segmentation.stride': config.zero_shot.stride,
+        'tensorrt.max_batch': config.tensorrt.max_batch or 0,
+        'tensorrt.workspace_mb': config.tensorrt.workspace_mb or 0,
         'triton.url': config.triton.url, 'triton.model_name': config.triton.model_name,
         'triton.timeout': config.triton.timeout,
         'triton.shared_memory': config.triton.shared_memory, 'triton.ssl': config.triton.ssl,
@@ -240,7 +289,8 @@ def parameter_values(config: RuntimeConfig) -> Dict[str, Any]:
            for name in ('root_cert', 'client_cert', 'client_key')}})
     for name, value in (('model.weights_dir', config.weights_dir),
                         ('model.config', config.model_config),
-                        ('engine_cache_dir', config.cache_dir)):
+                        ('engine_cache_dir', config.cache_dir),
+                        ('int8.calibration_frames', config.calibration_frames)):
         if value:
             values[name] = value
     return values

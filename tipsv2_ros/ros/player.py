@@ -20,11 +20,11 @@ from tipsv2_ros.msg import LabelInfo
 from tipsv2_ros.ros import conversions, processes
 from tipsv2_ros.tasks import REGISTRY
 
-# Each task's first array -> the topic that carries it raw (depth/image, normals/image,
-# segmentation/labels): what the player waits for.
+# Each default task's first array -> the topic that carries it raw (depth/image,
+# normals/image, segmentation/labels): what the player waits for.
 OUTPUTS = {spec.arrays[0]: next(t.name for t in spec.topics if t.array == spec.arrays[0]
                                 and t.encoding and not t.view)
-           for spec in REGISTRY if spec.image_path and spec.topics}
+           for spec in REGISTRY if spec.name in REGISTRY.defaults() and spec.topics}
 
 
 class Received(NamedTuple):

@@ -14,6 +14,8 @@ from tipsv2_ros.tasks import REGISTRY
 Size = Tuple[int, int]
 # Roles of the weight files that are not a task's own (TaskSpec.files names the others).
 MODEL_FILES = ('vision_weights',)
+TEXT_PRECISIONS = ('auto', 'fp32', 'bf16')
+ZERO_SHOT_MODES = ('whole', 'slide')
 
 
 def file_roles() -> Tuple[str, ...]:
@@ -45,9 +47,36 @@ def parse_input_size(value: Union[int, str, Sequence[int]]) -> Size:
 
 @dataclasses.dataclass(frozen=True)
 class TensorRTConfig:
-    """Engines of backend tensorrt."""
+    """Engines of backend tensorrt (and of onnxruntime's TensorRT provider).
 
-    max_batch: int = 4  # the engines' largest batch; larger batches run in chunks
+    None: the platform's default (``runtime.jetson``: smaller on a Jetson's shared memory).
+    """
+
+    max_batch: Optional[int] = None  # the engines' largest batch; larger ones run in chunks
+    workspace_mb: Optional[int] = None  # the builder's workspace limit
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroShotConfig:
+    """How the zero-shot segmentation sees a frame.
+
+    Attributes:
+        mode: 'whole' (the frame at the input size) or 'slide' (windows of the frame, the
+            official evaluation recipe; ``runtime.frame.sliding``).
+        window: the side of a square window (slide), a multiple of 14.
+        stride: the step between windows (slide), at most ``window``.
+        frame_size: the (H, W) the frame is resized to before windowing; None: its short
+            side to ``window``.
+    """
+
+    mode: str = 'whole'
+    window: int = 448
+    stride: int = 336
+    frame_size: Optional[Size] = None
+
+    def __post_init__(self) -> None:
+        if self.frame_size is not None:
+            object.__setattr__(self, 'frame_size', parse_input_size(self.frame_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,13 +107,18 @@ class RuntimeConfig:
         input_size: the (H, W) the image path runs at.
         backend: a backend name, or 'auto'.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        precision: 'auto', 'fp32', 'fp16' or 'bf16'.
+        precision: 'auto', 'fp32', 'fp16', 'bf16' or 'int8' (onnxruntime on the CPU).
+        text_precision: the text encoder's: 'auto' (bf16 on a CPU with native bf16, else
+            fp32), 'fp32' or 'bf16'.
         cache_dir: where ONNX files and engines are cached (None: the default cache).
+        calibration_frames: a folder of images for the int8 calibration and accuracy gate
+            (None: the bundled sample frames).
+        zero_shot: how the zero-shot segmentation sees a frame.
         tensorrt: settings of backend tensorrt.
         triton: settings of backend triton.
     """
 
-    tasks: Tuple[str, ...] = dataclasses.field(default_factory=REGISTRY.image_path)
+    tasks: Tuple[str, ...] = dataclasses.field(default_factory=REGISTRY.defaults)
     variant: str = 'b14'
     weights_dir: Optional[str] = None
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -93,7 +127,10 @@ class RuntimeConfig:
     backend: str = 'auto'
     device: str = 'auto'
     precision: str = 'auto'
+    text_precision: str = 'auto'
     cache_dir: Optional[str] = None
+    calibration_frames: Optional[str] = None
+    zero_shot: ZeroShotConfig = ZeroShotConfig()
     tensorrt: TensorRTConfig = TensorRTConfig()
     triton: TritonConfig = TritonConfig()
 

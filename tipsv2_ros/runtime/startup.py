@@ -17,9 +17,11 @@ from tipsv2_ros.model.config import ModelConfig
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.backends.base import Backend, BackendError
-from tipsv2_ros.runtime.config import file_roles, RuntimeConfig
+from tipsv2_ros.runtime.config import (file_roles, RuntimeConfig, TEXT_PRECISIONS,
+                                       ZERO_SHOT_MODES)
 from tipsv2_ros.runtime.frame.labels import LabelBank
 from tipsv2_ros.runtime.frame.pipeline import Pipeline
+from tipsv2_ros.runtime.frame.sliding import check_window, encoder_size, SlidingWindow
 from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
 
 
@@ -35,6 +37,8 @@ class Runtime(NamedTuple):
 
     def close(self) -> None:
         self.backend.close()
+        if self.pipeline.slide is not None:
+            self.pipeline.slide.close()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,6 +52,28 @@ def resolve_device(name: str) -> torch.device:
         raise StartupError(f'device {name!r} asked for, but this PyTorch build sees no CUDA '
                            f'GPU (torch {torch.__version__}); use device: cpu')
     return device
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), so bf16 is faster."""
+    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_text_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 on a CPU with native bf16, else fp32 (text costs little on a GPU).
+
+    A cold label change runs ~90 prompts through a text encoder as large as the image
+    encoder, as many tokens as a 448x448 frame: in fp32 it costs about one encoder frame;
+    bf16 matrix units do it in a fraction of that, with embeddings within ~0.5% (cosine
+    >= 0.9999) of fp32.
+    """
+    if name not in TEXT_PRECISIONS:
+        raise StartupError(f'text_precision {name!r}: expected one of '
+                           f'{", ".join(TEXT_PRECISIONS)}')
+    if name != 'auto':
+        return name
+    return 'bf16' if torch.device(device).type == 'cpu' and native_bf16() else 'fp32'
 
 
 def model_files(config: RuntimeConfig) -> Dict[str, Optional[str]]:
@@ -111,23 +137,92 @@ def load_model(files: Dict[str, Optional[str]], tasks,
     return model.to(device).eval()
 
 
-def build(config: RuntimeConfig, log: Callable[[str], None] = print) -> Runtime:
-    """Create the runtime the node (or a command-line tool) uses."""
+def build(config: RuntimeConfig, log: Callable[[str], None] = print,
+          keep_torch: bool = False) -> Runtime:
+    """Create the runtime the node (or a command-line tool) uses.
+
+    Once TensorRT engines are accepted, the image tower and heads leave the GPU (the text
+    tower stays, for labels); ``keep_torch`` keeps them there (the benchmark compares both).
+    """
     device = resolve_device(config.device)
     files = model_files(config)
     model = load_model(files, config.tasks, model_variant(config), device)
-    log(f'loaded {model.describe()} for {sorted(config.tasks)} on {device}')
+    if model.text is not None:
+        model.set_text_precision(resolve_text_precision(config.text_precision, device))
+    log(f'loaded {model.describe()} for {sorted(config.tasks)} on {device}'
+        + (f' (text encoder {model.text_precision})' if model.text is not None else ''))
+    config = config.replace(files=files)
     try:
         backend = backends.create(config.backend, model, config.input_size, config.tasks,
-                                  device, config.precision, config.cache_dir, log,
-                                  config.replace(files=files))
+                                  device, config.precision, config.cache_dir, log, config)
     except BackendError as error:
         raise StartupError(str(error)) from None
+    try:
+        slide = sliding_window(config, model, device, log)
+    except (BackendError, ValueError) as error:
+        backend.close()
+        raise StartupError(f'segmentation.mode slide: {error}') from None
+    if backend.name == 'tensorrt' and not keep_torch:
+        release_image_towers(model, log)
     temperature = model.temperature if model.temperature is not None else 0.01
     zero_shot = any(REGISTRY[t].kind == ZERO_SHOT for t in config.tasks)
-    labels = LabelBank(lambda names, templates: model.text_classifier(
-        names, templates).to(device)) if zero_shot else LabelBank(_no_text)
-    return Runtime(model, backend, Pipeline(backend, temperature), labels)
+    labels = LabelBank(_text_encoder(model, device)) if zero_shot else LabelBank(_no_text)
+    return Runtime(model, backend, Pipeline(backend, temperature, slide), labels)
+
+
+def sliding_window(config: RuntimeConfig, model: TipsV2, device: torch.device,
+                   log: Callable[[str], None]) -> Optional[SlidingWindow]:
+    """Build the sliding-window zero-shot mode when ``config.zero_shot.mode`` is 'slide'.
+
+    The frame is resized to ``zero_shot.frame_size`` when given, else its short side to the
+    window. The window backend is of the same kind as the main one, with the zero-shot
+    tasks only.
+    """
+    settings = config.zero_shot
+    if settings.mode not in ZERO_SHOT_MODES:
+        raise ValueError(f'unknown mode {settings.mode!r}; use one of '
+                         f'{", ".join(ZERO_SHOT_MODES)}')
+    zero_shot = [t for t in config.tasks if REGISTRY[t].kind == ZERO_SHOT]
+    if settings.mode != 'slide' or not zero_shot:
+        return None
+    check_window(settings.window, settings.stride)
+    size = encoder_size(settings.window, settings.frame_size)
+    backend = backends.create(config.backend, model, size, zero_shot, device,
+                              config.precision, config.cache_dir, log, config)
+    slide = SlidingWindow(backend, settings.window, settings.stride, settings.frame_size)
+    log(slide.describe())
+    return slide
+
+
+def release_image_towers(model: TipsV2, log: Callable[[str], None]) -> None:
+    """Move the image tower and heads to the CPU once engines run them (GPU memory)."""
+    if model.device.type != 'cuda':
+        return
+    before = torch.cuda.memory_allocated(model.device)
+    model.vision.to('cpu')
+    model.heads.to('cpu')
+    torch.cuda.empty_cache()
+    freed = before - torch.cuda.memory_allocated(model.device)
+    log(f'the PyTorch image tower and heads left the GPU ({freed / 2**20:.0f} MiB); the '
+        'engines run them')
+
+
+def _text_encoder(model: TipsV2, device: torch.device):
+    """Return the label encoder, on a CUDA stream of its own.
+
+    A cold label change then never waits for frames, and frames never wait for it (no
+    device-wide synchronisation on either side).
+    """
+    stream = torch.cuda.Stream(device) if device.type == 'cuda' else None
+
+    def encode(names, templates):
+        if stream is None:
+            return model.text_classifier(names, templates).to(device)
+        with torch.cuda.stream(stream):
+            embeddings = model.text_classifier(names, templates).to(device)
+        stream.synchronize()  # this stream only; the frame path uses the result afterwards
+        return embeddings
+    return encode
 
 
 def _no_text(names, templates):

@@ -24,7 +24,7 @@ from tipsv2_ros.tasks import REGISTRY
 
 # (model, input_size, tasks, device, precision, cache_dir, log, config) -> Backend
 Factory = Callable[..., Backend]
-PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16', 'int8')
 _EXPORT_MODULES = ('onnx', 'onnxscript')
 
 
@@ -92,7 +92,7 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
         input_size: (H, W) the image path runs at.
         tasks: the tasks that may be asked for.
         device: where frames arrive and outputs stay.
-        precision: 'auto', 'fp32', 'fp16' or 'bf16'.
+        precision: 'auto', 'fp32', 'fp16', 'bf16' or 'int8' (onnxruntime on the CPU).
         cache_dir: where ONNX files and engines are cached (default: the weights cache).
         log: where progress and the choice are reported.
         config: the rest of the runtime configuration: the weight files (resolved, by role;
@@ -102,21 +102,60 @@ def create(name: str, model: TipsV2, input_size: Tuple[int, int], tasks: Iterabl
         raise BackendError(f'backend {name!r}: expected one of {", ".join(names())}')
     device, tasks = torch.device(device), check_tasks(tasks)
     config = config or RuntimeConfig(tasks=tuple(tasks))
+    limited = [t for t in REGISTRY.ordered(tasks) if REGISTRY[t].backends]
+    if limited:
+        # A task whose head is not exported names the backends that run it.
+        able = set.intersection(*(set(REGISTRY[t].backends) for t in limited))
+        if name not in able | {'auto'} or not able:
+            listed = ', '.join(repr(t) for t in limited)
+            only = ' or '.join(sorted(able)) or 'no single'
+            raise BackendError(f'task {listed} runs on the {only} backend only, not {name}; '
+                               f'use backend {" or ".join(sorted(able))} or drop {listed} '
+                               'from tasks')
+        name = sorted(able)[0] if name == 'auto' else name
     if name != 'auto':
         return _create(name, model, input_size, tasks, device, precision, cache_dir, log,
                        config)
-    for candidate in candidates(device):
+    found = candidates(device)
+    if device.type == 'cuda' and 'tensorrt' not in found:
+        _warn_no_tensorrt(log)
+    for candidate in found:
         try:
             backend = _create(candidate, model, input_size, tasks, device, precision,
                               cache_dir, log, config)
         except BackendError as error:
             if candidate == 'torch':
                 raise
-            log(f'backend auto: {candidate} is not usable ({error}); trying the next one')
+            loud = 'WARNING: ' if candidate == 'tensorrt' else ''
+            log(f'{loud}backend auto: {candidate} is not usable ({error}); trying the next one')
             continue
         log(f'backend auto -> {backend.describe()}')
         return backend
     raise BackendError('no backend could start')  # unreachable: torch raises or returns
+
+
+_WARNED = set()
+
+
+def tensorrt_missing_reason() -> str:
+    """Why ``auto`` cannot use TensorRT on a CUDA device ('' when it can try)."""
+    if not _installed('tensorrt'):
+        return 'the tensorrt Python package is not installed'
+    missing = [m for m in _EXPORT_MODULES if not _installed(m)]
+    if missing:
+        return f'{" and ".join(missing)} (needed to export the engines) not installed'
+    return ''
+
+
+def _warn_no_tensorrt(log: Callable[[str], None]) -> None:
+    """Say once per process, loudly, that a GPU runs without TensorRT, why, and the fix."""
+    reason = tensorrt_missing_reason()
+    if not reason or 'tensorrt' in _WARNED:
+        return
+    _WARNED.add('tensorrt')
+    from tipsv2_ros.runtime.backends.tensorrt.build import INSTALL_HINT
+    log(f'WARNING: backend auto on a CUDA device without TensorRT: {reason}. The image path '
+        f'runs about 3x slower than with TensorRT fp16. Fix: {INSTALL_HINT}')
 
 
 def _create(name, model, input_size, tasks, device, precision, cache_dir, log,
@@ -144,9 +183,10 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, co
     if not _installed('onnxruntime'):
         raise BackendError('onnxruntime is not installed: pip install onnxruntime (or '
                            'onnxruntime-gpu for CUDA)')
-    if precision != 'fp32':
-        raise BackendError(f'backend onnxruntime runs fp32 only (asked: {precision}); use '
-                           'precision fp32, or backend tensorrt for a parity-checked fp16')
+    if precision not in ('fp32', 'int8') or (precision == 'int8' and device.type != 'cpu'):
+        raise BackendError(f'backend onnxruntime runs fp32 only, or int8 on the CPU (asked: '
+                           f'{precision} on {device}); use precision fp32, or backend '
+                           'tensorrt for a parity-checked fp16')
     _need_export_modules('onnxruntime')
     from tipsv2_ros.runtime import export
     from tipsv2_ros.runtime.backends.onnx_backend import (export_opset, OnnxRuntimeBackend,
@@ -154,8 +194,20 @@ def _onnxruntime(model, input_size, tasks, device, precision, cache_dir, log, co
     providers_for(device)  # fail before a long export when the device cannot be served
     parts = export.export_parts(model, tasks, input_size, checkpoint_ids(tasks, config.files),
                                 cache_dir, log, opset=export_opset(device))
-    return OnnxRuntimeBackend({n: p.path for n, p in parts.items()}, input_size, tasks,
-                              device, cache_dir=str(cache_dir) if cache_dir else None)
+    from tipsv2_ros.runtime import jetson
+
+    def create(files, level='fp32', report=None):
+        return OnnxRuntimeBackend(
+            files, input_size, tasks, device,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            max_batch=config.tensorrt.max_batch or jetson.default_max_batch(),
+            workspace_mb=config.tensorrt.workspace_mb or jetson.default_workspace_mb(),
+            precision=level, report=report)
+    if precision == 'fp32':
+        return create({n: p.path for n, p in parts.items()})
+    from tipsv2_ros.runtime.export import int8_gate
+    return int8_gate.build(model, tasks, input_size, device, parts, create, cache_dir, log,
+                           config.calibration_frames)
 
 
 def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, config):
@@ -165,16 +217,18 @@ def _tensorrt(model, input_size, tasks, device, precision, cache_dir, log, confi
     if not torch.cuda.is_available():
         raise BackendError(f'backend tensorrt: this PyTorch build sees no CUDA GPU (torch '
                            f'{torch.__version__})')
+    from tipsv2_ros.runtime import jetson
+    from tipsv2_ros.runtime.backends.tensorrt.build import INSTALL_HINT
     if not _installed('tensorrt'):
-        raise BackendError('TensorRT is not installed: pip install tensorrt-cu12 (match your '
-                           'CUDA major version), or use backend onnxruntime or torch')
+        raise BackendError(f'TensorRT is not installed: {INSTALL_HINT}')
     _need_export_modules('tensorrt')
     from tipsv2_ros.runtime.backends.tensorrt.backend import TensorRTBackend
     try:
         return TensorRTBackend.build(
             model, input_size, tasks, device, precision, cache_dir=cache_dir,
             checkpoints=checkpoint_ids(tasks, config.files), log=log,
-            max_batch=config.tensorrt.max_batch)
+            max_batch=config.tensorrt.max_batch or jetson.default_max_batch(),
+            workspace_mb=config.tensorrt.workspace_mb or jetson.default_workspace_mb())
     except BackendError:
         raise
     except Exception as error:  # TensorRT reports through RuntimeError/TypeError too

@@ -21,7 +21,10 @@ class TorchBackend(Backend):
         input_size: (H, W) the image path is built for.
         tasks: the tasks that may be asked for.
         precision: 'fp32', or 'fp16'/'bf16' through autocast (LayerNorm, softmax and
-            reductions stay in fp32 under autocast).
+            reductions stay in fp32 under autocast). On CUDA, fp32 matmuls and convolutions
+            use TF32 tensor cores (PyTorch leaves TF32 off for matmuls by default: up to 8x
+            slower on Ampere and later); parity references turn it off
+            (``parity.strict_fp32``).
     """
 
     name = 'torch'
@@ -32,7 +35,12 @@ class TorchBackend(Backend):
         if precision not in DTYPES:
             raise ValueError(f'precision {precision!r}: expected one of {sorted(DTYPES)}')
         self.precision = precision
-        self.path = model.image_path(self.tasks, input_size).eval()
+        if self.device.type == 'cuda':
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            self.path = model.image_path(self.tasks, input_size).eval()
+        except RuntimeError as error:  # a head whose weights were not loaded
+            raise ValueError(str(error)) from None
         layers = self.path.encoder.layers
         # Two encoders over the same weights: the value-trick features of the last block
         # are computed only while the zero-shot segmentation is asked for.

@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from tipsv2_ros.model.image_path import DenseOutputs
-from tipsv2_ros.tasks import REGISTRY
+from tipsv2_ros.tasks import REGISTRY, ZERO_SHOT
+
+# The labels a gate scores zero-shot agreement with: things any indoor frame may show.
+SCENE_LABELS = ('floor', 'wall', 'door', 'picture', 'box', 'ball')
 
 # What an exported graph must reproduce before it is accepted (every output, fp32).
 EXPORT_RTOL = 1e-3
@@ -157,3 +160,87 @@ def strict_fp32():
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+class Int8Thresholds(NamedTuple):
+    """Acceptance thresholds of an int8 image path against the fp32 path (README)."""
+
+    depth_median: float = 0.01  # median relative depth error
+    normals_mean: float = 2.0  # mean angle between normals, degrees
+    agreement: float = 0.98  # fraction of patches with the same zero-shot label
+
+
+class Int8Report(NamedTuple):
+    """The int8 gate's figures; a field is None when its task was not compared."""
+
+    depth_median: Optional[float] = None
+    normals_mean: Optional[float] = None
+    agreement: Optional[float] = None
+    depth_spread: Optional[float] = None  # median |error| / the fp32 depth's p5-p95 range
+
+    def failures(self, thresholds: Int8Thresholds = Int8Thresholds()) -> List[str]:
+        """Return a sentence per figure outside its threshold (NaN always fails)."""
+        failed = []
+        if self.depth_median is not None and not self.depth_median <= thresholds.depth_median:
+            failed.append(f'depth median relative error {self.depth_median:.2%} > '
+                          f'{thresholds.depth_median:.0%}')
+        if self.normals_mean is not None and not self.normals_mean <= thresholds.normals_mean:
+            failed.append(f'normals mean angle {self.normals_mean:.2f} deg > '
+                          f'{thresholds.normals_mean:g} deg')
+        if self.agreement is not None and not self.agreement >= thresholds.agreement:
+            failed.append(f'zero-shot label agreement {self.agreement:.2%} < '
+                          f'{thresholds.agreement:.0%}')
+        return failed
+
+    def describe(self) -> str:
+        """Return e.g. 'depth median 0.21%, normals mean 0.84 deg, labels 99.3% agree'."""
+        parts = []
+        if self.depth_median is not None:
+            parts.append(f'depth median rel. error {self.depth_median:.2%}')
+            if self.depth_spread is not None:
+                parts.append(f'(= {self.depth_spread:.1%} of the depth range)')
+        if self.normals_mean is not None:
+            parts.append(f'normals mean angle {self.normals_mean:.2f} deg')
+        if self.agreement is not None:
+            parts.append(f'zero-shot labels {self.agreement:.1%} agree')
+        return ', '.join(parts).replace(', (', ' (') or 'nothing compared'
+
+
+def compare_int8(ours: DenseOutputs, reference: DenseOutputs,
+                 classifier: Optional[torch.Tensor] = None) -> Int8Report:
+    """Compute the int8 gate's figures of every output present in both."""
+    depth = normals = agreement = spread = None
+    if ours.depth is not None and reference.depth is not None:
+        ours_d, ref_d = ours.depth.detach().double(), reference.depth.detach().double()
+        error = (ours_d - ref_d).abs()
+        depth = (error / ref_d.abs().clamp_min(1e-6)).median().item()
+        # Random weights give nearly flat depth maps, where a relative error says little:
+        # the error against the map's own range says whether the structure survives.
+        low, high = torch.quantile(ref_d.flatten()[::17], torch.tensor(
+            [0.05, 0.95], dtype=torch.float64)).tolist()
+        spread = error.median().item() / max(high - low, 1e-9)
+        depth = depth if math.isfinite(depth) else math.inf
+    if ours.normals is not None and reference.normals is not None:
+        a = F.normalize(ours.normals.detach().double(), dim=1)
+        b = F.normalize(reference.normals.detach().double(), dim=1)
+        cosine = (a * b).sum(dim=1).clamp(-1.0, 1.0)
+        normals = (torch.rad2deg(torch.arccos(cosine)).mean().item()
+                   if torch.isfinite(cosine).all() else math.inf)
+    if ours.features is not None and reference.features is not None and classifier is not None:
+        agreement = argmax_agreement(ours.features, reference.features, classifier)
+    return Int8Report(depth, normals, agreement, spread)
+
+
+def gate_classifier(model, tasks) -> Optional[torch.Tensor]:
+    """Return the zero-shot classifier a gate compares labels with (None without segmentation).
+
+    With the text tower: SCENE_LABELS. Without it, fixed random directions still test that
+    the argmax survives.
+    """
+    if not any(REGISTRY[t].kind == ZERO_SHOT for t in tasks):
+        return None
+    if model.text is not None and model.tokenizer:
+        return model.text_classifier(SCENE_LABELS)
+    directions = torch.randn(16, model.config.vision.embed_dim,
+                             generator=torch.Generator().manual_seed(0))
+    return F.normalize(directions, dim=-1)

@@ -10,10 +10,19 @@ the builder as a set of node names to pin to fp32 (``fp32_nodes``).
 
 Policies (``PRECISIONS``):
   fp16: everything in fp16 except the layers known to overflow or lose accuracy in fp16
-    (LayerNormalization, Softmax, reductions, powers and roots, Einsum) and every node after
-    the last matmul/convolution on its path to an output (the final normalisations and the
-    depth expectation).
+    (LayerNormalization, reductions, roots, exponentials, Einsum), the expectations (below)
+    and every node after the last matmul/convolution on its path to an output (the final
+    normalisations). Softmax and GELU's cube stay in fp16 between their fp16 matmuls: TensorRT
+    fuses attention (MatMul-Softmax-MatMul) only when the three share a type, and fp32 pins
+    there only add casts; the parity gate decides, and fp16-safe is the fallback.
   fp16-safe: only matmuls and convolutions with a weight operand in fp16; all else fp32.
+
+Expectations: a MatMul of an activation's output (a distribution) against a constant of few
+columns and many rows (the depth head's ``weights @ [centers, 1]`` over 256 bins) is a
+weighted sum, not a projection: its sums
+reach 256 x 10 m x the largest weight and overflow fp16 (the engine then fails the gate and
+falls back to fp32, P4 ~ 0.9 instead of ~ 0.25). It and everything from the last projection
+to it stay fp32 in every level.
 """
 import os
 from typing import Dict, Set
@@ -24,9 +33,12 @@ from onnx import helper, numpy_helper, TensorProto
 
 PRECISIONS = ('fp16', 'fp16-safe')
 HEAVY = frozenset({'MatMul', 'Gemm', 'Conv', 'ConvTranspose'})
-KEEP_FP32 = frozenset({'LayerNormalization', 'Softmax', 'LogSoftmax', 'ReduceMean',
-                       'ReduceSum', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSumExp', 'Pow',
-                       'Sqrt', 'Reciprocal', 'Einsum', 'Exp', 'Log'})
+KEEP_FP32 = frozenset({'LayerNormalization', 'LogSoftmax', 'ReduceMean', 'ReduceSum',
+                       'ReduceL2', 'ReduceSumSquare', 'ReduceLogSumExp', 'Sqrt', 'Reciprocal',
+                       'Einsum', 'Exp', 'Log'})
+# A constant operand at most this wide and at least this tall makes a MatMul an expectation.
+EXPECTATION_COLUMNS = 4
+EXPECTATION_ROWS = 16
 # Ops that move or select data: they keep the type of their first float input (no Casts).
 PASSTHROUGH = frozenset({'Reshape', 'Transpose', 'Slice', 'Squeeze', 'Unsqueeze', 'Gather',
                          'Expand', 'Concat', 'Split', 'Identity', 'Flatten', 'Tile',
@@ -52,13 +64,47 @@ def _producers_consumers(graph: onnx.GraphProto):
     return consumers
 
 
-def _feeds_heavy(graph: onnx.GraphProto) -> Set[str]:
-    """Return the nodes with a matmul or convolution downstream (reverse topological pass)."""
+def _constant_shapes(graph: onnx.GraphProto) -> Dict[str, tuple]:
+    """Shapes of the initializers and Constant outputs."""
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == 'Constant':
+            for attribute in node.attribute:
+                if attribute.name == 'value':
+                    shapes[node.output[0]] = tuple(attribute.t.dims)
+    return shapes
+
+
+def expectations(graph: onnx.GraphProto) -> Set[str]:
+    """Return the MatMuls that are weighted sums over a distribution (see the module doc)."""
+    shapes = _constant_shapes(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    found = set()
+    for node in graph.node:
+        shape = shapes.get(node.input[1]) if node.op_type == 'MatMul' else None
+        if not (shape and len(shape) == 2 and shape[1] <= EXPECTATION_COLUMNS
+                and shape[0] >= EXPECTATION_ROWS):
+            continue
+        # Applied to a computed distribution (an activation's output), not to features
+        # moved in place: the normals head's 3-wide projection of transposed features is a
+        # projection.
+        source = producers.get(node.input[0])
+        if source is not None and source.op_type not in PASSTHROUGH | HEAVY | TYPE_FREE:
+            found.add(node.name)
+    return found
+
+
+def _feeds_heavy(graph: onnx.GraphProto, sums: Set[str] = frozenset()) -> Set[str]:
+    """Return the nodes with a matmul or convolution downstream (reverse topological pass).
+
+    Expectations (``sums``) count as reductions, not as matmuls.
+    """
     consumers = _producers_consumers(graph)
     upstream: Set[str] = set()
     for node in reversed(graph.node):
         for output in node.output:
-            if any(c.op_type in HEAVY or c.name in upstream for c in consumers.get(output, ())):
+            if any((c.op_type in HEAVY and c.name not in sums) or c.name in upstream
+                   for c in consumers.get(output, ())):
                 upstream.add(node.name)
                 break
     return upstream
@@ -70,11 +116,14 @@ def compute_types(model: onnx.ModelProto, precision: str) -> Dict[str, str]:
     graph = model.graph
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == 'Constant' for o in n.output}
-    upstream = _feeds_heavy(graph)
+    sums = expectations(graph)
+    upstream = _feeds_heavy(graph, sums)
     types = {}
     for node in graph.node:
         if node.op_type in TYPE_FREE or node.op_type in PASSTHROUGH:
             types[node.name] = 'follow'
+        elif node.name in sums:
+            types[node.name] = 'fp32'
         elif precision == 'fp16-safe':
             weighted = node.op_type in HEAVY and len(node.input) > 1 and (
                 node.input[1] in constants)

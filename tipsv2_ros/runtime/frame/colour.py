@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from tipsv2_ros.model import ade20k
+
 # Google's Turbo colormap (Mikhailov 2019, Apache-2.0): every 15th of its 256 entries, as
 # uint8 RGB; linear interpolation between them stays within 6 levels of the full table.
 _TURBO_KEYS = np.array([
@@ -136,6 +138,13 @@ def labels_view(labels: np.ndarray, label_count: int, background,
     return overlay_labels(background(), labels, label_palette(label_count))
 
 
+def classes_view(labels: np.ndarray, label_count: int, background,
+                 view_max: float) -> np.ndarray:
+    """Draw the ADE20K head's classes over the frame, one colour per class."""
+    return overlay_labels(background(), labels, label_palette(len(ade20k.ade20k_classes())))
+
+
 # The colour views a task's topics name (``Topic.view``): (array, number of labels,
 # background, depth view range) -> (H, W, 3) uint8.
-VIEWS = {'depth': depth_view, 'normals': normals_view, 'labels': labels_view}
+VIEWS = {'depth': depth_view, 'normals': normals_view, 'labels': labels_view,
+         'classes': classes_view}

@@ -10,6 +10,8 @@ from typing import Callable, Iterable, NamedTuple, Sequence, Tuple
 
 import torch
 
+from tipsv2_ros.model.tokenizer import normalise
+
 # mono8 label images reserve 255 for "no label".
 MAX_LABELS = 255
 MAX_LABEL_CHARS = 200
@@ -54,10 +56,11 @@ def validate_labels(labels: Iterable[str]) -> Tuple[str, ...]:
         raise LabelError(f'{len(labels)} labels given; the mono8 label image holds at most '
                          f'{MAX_LABELS} (255 means no label)')
     cleaned = tuple(_check_text('label', label) for label in labels)
-    # The tokenizer lower-cases, so labels that differ only in case are the same class.
+    # The tokenizer lower-cases ASCII letters, so labels equal after that are the same class;
+    # labels differing in the case of other letters tokenise differently and are distinct.
     seen = {}
     for label in cleaned:
-        key = label.lower()
+        key = normalise(label)
         if key in seen:
             raise LabelError(f'duplicate label {label!r} (same as {seen[key]!r})')
         seen[key] = label
@@ -134,22 +137,23 @@ class LabelBank:
 
     def _rows(self, names: Tuple[str, ...], templates: Tuple[str, ...]) -> list:
         with self._lock:
-            # One encoding per distinct text: the tokenizer lower-cases, so case is no difference.
+            # One encoding per distinct text: texts equal after the tokenizer's normalisation
+            # (ASCII lower-casing) are the same text.
             missing = {}
             for name in names:
-                if (name.lower(), templates) not in self._cache:
-                    missing.setdefault(name.lower(), name)
+                if (normalise(name), templates) not in self._cache:
+                    missing.setdefault(normalise(name), name)
             missing = list(missing.values())
         if missing:
             with torch.inference_mode():
                 fresh = self._encode(missing, templates)
             with self._lock:
                 for name, row in zip(missing, fresh):
-                    self._cache[(name.lower(), templates)] = row
+                    self._cache[(normalise(name), templates)] = row
         with self._lock:
             rows = []
             for name in names:
-                key = (name.lower(), templates)
+                key = (normalise(name), templates)
                 self._cache.move_to_end(key)
                 rows.append(self._cache[key])
             while len(self._cache) > self._capacity:
@@ -160,4 +164,4 @@ class LabelBank:
         """Whether every label's embedding is already cached for these templates."""
         templates = tuple(templates)
         with self._lock:
-            return all((n.lower(), templates) in self._cache for n in labels)
+            return all((normalise(n), templates) in self._cache for n in labels)

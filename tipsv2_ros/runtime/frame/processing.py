@@ -17,7 +17,8 @@ import torch.nn.functional as F
 Size = Tuple[int, int]  # (height, width)
 
 
-def to_pixel_values(frame: np.ndarray, size: Size, device='cpu') -> torch.Tensor:
+def to_pixel_values(frame: np.ndarray, size: Size, device='cpu',
+                    mode: str = 'bilinear') -> torch.Tensor:
     """Turn one RGB frame into the model input.
 
     Args:
@@ -26,11 +27,15 @@ def to_pixel_values(frame: np.ndarray, size: Size, device='cpu') -> torch.Tensor
             grey image broadcast to three channels with a zero stride.
         size: the model input (height, width); the frame is squashed to it.
         device: where the resize runs.
+        mode: 'bilinear' (the official image-encoder pipeline) or 'bicubic' (the zero-shot
+            notebook's short-side resize); both antialiased, results clamped to [0, 1].
 
     Returns:
         (1, 3, height, width) contiguous float32 in [0, 1] on ``device``.
     """
-    return _resize_frame(frame, _check_size(size), torch.device(device)).unsqueeze(0)
+    if mode not in ('bilinear', 'bicubic'):
+        raise ValueError(f"unknown resize mode '{mode}'; use 'bilinear' or 'bicubic'")
+    return _resize_frame(frame, _check_size(size), torch.device(device), mode).unsqueeze(0)
 
 
 def to_pixel_values_batch(frames: Sequence[np.ndarray], size: Size,
@@ -86,7 +91,8 @@ def _check_frame(frame: np.ndarray) -> None:
         raise ValueError(f'empty frame {frame.shape}')
 
 
-def _resize_frame(frame: np.ndarray, size: Size, device: torch.device) -> torch.Tensor:
+def _resize_frame(frame: np.ndarray, size: Size, device: torch.device,
+                  mode: str = 'bilinear') -> torch.Tensor:
     _check_frame(frame)
     # torch.from_numpy rejects negative strides, and a zero-stride channel would be expanded
     # on the host before the transfer: undo both here as views and redo them on the device.
@@ -104,8 +110,9 @@ def _resize_frame(frame: np.ndarray, size: Size, device: torch.device) -> torch.
     # One uint8 copy on the device, then the cast: far cheaper than resizing a strided float.
     x = x.contiguous().float()
     if tuple(x.shape[1:]) != size:
-        x = F.interpolate(x[None], size, mode='bilinear', antialias=True,
-                          align_corners=False)[0]
+        x = F.interpolate(x[None], size, mode=mode, antialias=True, align_corners=False)[0]
+        if mode == 'bicubic':  # cubic weights overshoot at edges
+            x = x.clamp_(0, 255)
     x = x.div_(255)
     if 2 in flipped:  # resizing is per channel, so the channel flip can wait for the small map
         x = x.flip(0)
@@ -115,14 +122,26 @@ def _resize_frame(frame: np.ndarray, size: Size, device: torch.device) -> torch.
 def _to_device(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """Move a uint8 view with non-negative strides to ``device`` as a (strided) tensor."""
     if frame.flags.c_contiguous:
-        return _as_tensor(frame).to(device)
+        return _upload(_as_tensor(frame), device)
     # Padded rows or a channel slice: moving the memory block the view spans and re-striding
     # there avoids gathering the pixels on the host first (what .to() would do).
     span = sum((n - 1) * s for n, s in zip(frame.shape, frame.strides)) + 1
     if span > 2 * frame.nbytes:
-        return _as_tensor(np.ascontiguousarray(frame)).to(device)
+        return _upload(_as_tensor(np.ascontiguousarray(frame)), device)
     block = np.lib.stride_tricks.as_strided(frame, (span,), (1,))
-    return _as_tensor(block).to(device).as_strided(frame.shape, frame.strides)
+    return _upload(_as_tensor(block), device).as_strided(frame.shape, frame.strides)
+
+
+def _upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host tensor to ``device``; to CUDA through pinned memory, asynchronously.
+
+    From pageable memory the copy is synchronous (CUDA stages it through its own pinned
+    buffer while the host waits); from pinned memory (PyTorch caches the blocks) it is one
+    DMA ordered on the current stream.
+    """
+    if device.type != 'cuda':
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def decoder_size(input_size: Size) -> Size:
@@ -156,9 +175,10 @@ def resize_dense(x: torch.Tensor, size: Size, mode: str) -> torch.Tensor:
     Args:
         x: the maps.
         size: (height, width).
-        mode: ``'bilinear'`` for depth (antialiased when shrinking), ``'normals'`` for
-            bilinear followed by re-normalisation to unit length, ``'nearest'`` for labels
-            and confidences (any dtype, pixel-centre aligned like ``'nearest-exact'``).
+        mode: ``'bilinear'`` for depth and probabilities (antialiased when shrinking),
+            ``'normals'`` for bicubic followed by re-normalisation to unit length (the
+            official decoder notebook's upsampling of normals), ``'nearest'`` for label
+            images (any dtype, pixel-centre aligned like ``'nearest-exact'``).
     """
     size = _check_size(size)
     if mode == 'nearest':
@@ -172,7 +192,8 @@ def resize_dense(x: torch.Tensor, size: Size, mode: str) -> torch.Tensor:
                          "'nearest'")
     if tuple(x.shape[-2:]) != size:
         shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size, mode='bilinear', antialias=shrink, align_corners=False)
+        x = F.interpolate(x, size, mode='bicubic' if mode == 'normals' else 'bilinear',
+                          antialias=shrink, align_corners=False)
     if mode == 'normals':
         # Interpolating unit vectors shortens them where directions change. (A sum of squares:
         # torch.linalg.vector_norm over dim 1 is two orders of magnitude slower on CPU.)

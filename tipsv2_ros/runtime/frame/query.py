@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from tipsv2_ros.model import zero_shot
+from tipsv2_ros.model.tokenizer import normalise
 from tipsv2_ros.runtime.frame import processing
 
 Size = Tuple[int, int]
@@ -65,11 +66,11 @@ def phrase_heatmaps(features: torch.Tensor, active: torch.Tensor, active_names: 
                                align_corners=False)[0] / float(temperature)
         count = active.shape[0]
         labels, wanted = logits[:count], logits[count:]
-        keys = [name.lower() for name in active_names]
+        keys = [normalise(name) for name in active_names]  # the tokenizer's equality
         everyone = torch.logsumexp(labels, 0) if count else None
         maps = []
         for i, phrase in enumerate(phrases):
-            rivals = [j for j, key in enumerate(keys) if key != phrase.lower()]
+            rivals = [j for j, key in enumerate(keys) if key != normalise(phrase)]
             if not rivals:
                 maps.append(torch.ones_like(wanted[i]))
                 continue

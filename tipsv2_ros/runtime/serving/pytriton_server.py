@@ -133,11 +133,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parts = [int(p) for p in args.input_size.lower().split('x')]
     size = (parts * 2)[:2]
     heads = {spec.files[0]: getattr(args, spec.files[0]) for spec in REGISTRY.heads()
-             if spec.image_path and getattr(args, spec.files[0], None)}
+             if spec.exported and getattr(args, spec.files[0], None)}
     model = TipsV2.from_files(vision_weights=args.vision_weights, variant=args.variant,
                               **heads)
     model = model.to(args.device).eval()
-    tasks = [spec.name for spec in REGISTRY if spec.image_path and (
+    tasks = [spec.name for spec in REGISTRY if spec.exported and (
         heads.get(spec.files[0]) if spec.kind == DENSE_HEAD else not args.no_segmentation)]
     backend = TorchBackend(model, size, tasks)
     served = triton_contract.signature(model, size, tasks)

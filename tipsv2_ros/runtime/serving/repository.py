@@ -75,7 +75,7 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
         What was written; the call fails (BackendError) before touching ``out_dir`` when an
         export or a parity gate fails.
     """
-    tasks = check_tasks(REGISTRY.image_path() if tasks is None else tasks)
+    tasks = check_tasks(REGISTRY.exported() if tasks is None else tasks)
     input_size = tuple(int(s) for s in input_size)
     if engine not in ENGINES:
         raise BackendError(f'engine {engine!r}: expected one of {", ".join(ENGINES)}')
@@ -97,6 +97,7 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
                                       max_batch=max_batch, **tensorrt_options)
         files, described = dict(built.files), f'tensorrt ({built.precision})'
         built.close()
+        plans = next(iter(files.values()))
     dims = part_dims(model, input_size, tasks)
     info = metadata(model, input_size, tasks)
     kind = 'KIND_GPU' if engine == 'tensorrt' else 'KIND_AUTO'
@@ -132,6 +133,10 @@ def write_repository(model: TipsV2, out_dir, input_size: Sequence[int],
         shutil.rmtree(staging, ignore_errors=True)
     log(f'wrote the Triton model repository {out_dir}: ensemble {name} over '
         f'{", ".join(n for n in placed if n != name)} ({described}, max batch {max_batch})')
+    if engine == 'tensorrt':
+        from tipsv2_ros.runtime.serving import container as triton_container
+        log(f'serve it with {triton_container.write_note(out_dir, plans)} '
+            f'(see {out_dir / triton_container.FILE_NAME})')
     return Repository(out_dir, placed, described, info)
 
 

@@ -11,31 +11,56 @@ get fp16, chosen by version:
   layers that must stay fp32 pinned with OBEY_PRECISION_CONSTRAINTS; layers are matched to
   ONNX nodes through the ``[ONNX Layer: name]`` metadata the ONNX parser records.
 
-Builds report progress (start, phases, steps every few seconds, end) through ``log``.
+Builds report progress (start, phases, steps every few seconds, end) through ``log``, are
+limited to a workspace (``BuildSettings.workspace_mb``; TensorRT's default is all device
+memory, which on a Jetson is the robot's whole RAM) and reuse a timing cache (kernel timings
+of one TensorRT version on one GPU model): the second part and every later build skip most
+of the kernel timing. Engines record detailed layer information for the engine inspector
+(``tensorrt_inspect``).
 """
 import logging
 import os
 import re
 import threading
 import time
-from typing import Callable, Collection, Set, Tuple
+from typing import Callable, Collection, NamedTuple, Optional, Set, Tuple
 
 from tipsv2_ros.runtime.backends.base import BackendError
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = ('pip install tensorrt-cu12 (or tensorrt-cu13, matching your CUDA), or use '
-                'backend onnxruntime or torch')
+INSTALL_HINT = ('x86_64: scripts/setup.sh --tensorrt (TensorRT from the NVIDIA index, '
+                'matching TIPSV2_TORCH=cu12x); Jetson: JetPack >= 6.1 (apt TensorRT 10) and '
+                'TIPSV2_JETSON=1 scripts/setup.sh; see README "GPU install"; or use backend '
+                'onnxruntime or torch')
+MIN_VERSION = (10, 0)
 _LOGGER = None
 _PROGRESS_EVERY_S = 10.0
 
 
+class BuildSettings(NamedTuple):
+    """Builder limits shared by the parts of one backend."""
+
+    workspace_mb: int = 4096  # the builder's scratch memory (tactics needing more are skipped)
+    timing_cache: Optional[str] = None  # file of kernel timings, read and updated
+
+
+def check_version(version: str) -> None:
+    """Refuse TensorRT before 10 (JetPack 5 and 6.0 ship 8.x): its API and parser differ."""
+    if version_tuple(version) < MIN_VERSION:
+        raise BackendError(
+            f'TensorRT {version} is too old: tipsv2_ros needs TensorRT >= 10.0 (the 8.x '
+            'releases of JetPack 5 and 6.0 lack the APIs and ONNX ops the engines use). '
+            'Upgrade to JetPack >= 6.1, or on x86_64 run scripts/setup.sh --tensorrt')
+
+
 def import_tensorrt():
-    """Return the tensorrt module, or raise a BackendError that says how to install it."""
+    """Return the tensorrt module (>= 10), or raise a BackendError that says how to install it."""
     try:
         import tensorrt
     except ImportError as error:
         raise BackendError(f'TensorRT is not installed ({error}): {INSTALL_HINT}') from None
+    check_version(getattr(tensorrt, '__version__', '0'))
     return tensorrt
 
 
@@ -132,7 +157,8 @@ def pin_fp32(trt, network, names: Collection[str]) -> int:
 
 
 def build_engine(onnx_path: os.PathLike, precision: str, fp32_nodes: Collection[str],
-                 max_batch: int, log: Callable[[str], None], strong: bool) -> bytes:
+                 max_batch: int, log: Callable[[str], None], strong: bool,
+                 settings: BuildSettings = BuildSettings()) -> bytes:
     """Build a serialized engine for one part.
 
     Args:
@@ -142,6 +168,7 @@ def build_engine(onnx_path: os.PathLike, precision: str, fp32_nodes: Collection[
         max_batch: the largest batch of the optimisation profile (optimised for 1).
         log: progress messages.
         strong: build a strongly typed network.
+        settings: the workspace limit and the timing cache file.
 
     Returns:
         The serialized engine.
@@ -173,9 +200,50 @@ def build_engine(onnx_path: os.PathLike, precision: str, fp32_nodes: Collection[
         log(f'  TensorRT: {pin_fp32(trt, network, fp32_nodes)} layers pinned to fp32')
     if hasattr(config, 'progress_monitor'):  # TensorRT >= 10.0
         config.progress_monitor = _progress_monitor(trt, log)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_mb) << 20)
+    # Layer names, precisions and tactics for the engine inspector (no runtime cost).
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    timing = _load_timing_cache(config, settings.timing_cache, log)
     trt_log.errors = []
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f'TensorRT {trt.__version__} could not build an engine from '
                            f'{os.path.basename(onnx_path)}: {"; ".join(trt_log.errors[-3:])}')
+    if timing is not None:
+        _save_timing_cache(config, settings.timing_cache)
     return bytes(memoryview(serialized))
+
+
+def _load_timing_cache(config, path: Optional[str], log: Callable[[str], None]):
+    """Attach the timing cache at ``path`` (new if absent or unreadable) to ``config``."""
+    if not path:
+        return None
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError:
+        data = b''
+    try:
+        timing = config.create_timing_cache(data)
+    except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
+        timing = None
+    if timing is None or not config.set_timing_cache(timing, False):
+        log(f'  TensorRT: the timing cache {os.path.basename(path)} does not fit this '
+            'TensorRT/GPU; starting a new one')
+        timing = config.create_timing_cache(b'')
+        config.set_timing_cache(timing, False)
+    elif data:
+        log(f'  TensorRT: reusing the timing cache {os.path.basename(path)}')
+    return timing
+
+
+def _save_timing_cache(config, path: str) -> None:
+    """Write the (grown) timing cache atomically; a failure costs only time later."""
+    data = config.get_timing_cache().serialize()
+    temporary = f'{path}.{os.getpid()}.tmp'
+    try:
+        with open(temporary, 'wb') as f:
+            f.write(memoryview(data))
+        os.replace(temporary, path)
+    except OSError as error:
+        logger.warning('could not write the TensorRT timing cache %s: %s', path, error)

@@ -1,0 +1,104 @@
+# Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
+"""Text encoding at its real length: one batch per label change, padded to its longest prompt.
+
+The official tokenizer pads every prompt to 64 tokens; padding is masked in attention and
+pooling, so encoding a batch padded only to its longest prompt must give the golden
+``text_embeddings`` and the same numbers as a pad-to-64 run. The bf16 text precision (label
+changes on CPUs with native bf16) is checked against fp32.
+"""
+import golden
+from golden import GOLDEN
+import numpy as np
+import pytest
+import torch
+
+from tipsv2_ros.model.zero_shot import prompts, TEMPLATES
+from tipsv2_ros.runtime import startup
+from tipsv2_ros.runtime.frame.labels import LabelBank
+
+EXPECTED = np.load(GOLDEN / 'expected.npz')
+LABELS = ('floor', 'wall', 'ceiling', 'person', 'door', 'table', 'chair', 'window', 'lamp',
+          'plant')
+
+
+@pytest.fixture()
+def model():
+    return golden.load_model()
+
+
+class _Batches:
+    """Records the (N, L) shape of every batch the text encoder runs."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.shapes = []
+        self._handle = module.register_forward_hook(
+            lambda _, inputs, __: self.shapes.append(tuple(inputs[0].shape)))
+
+    def close(self):
+        self._handle.remove()
+
+
+def test_real_length_reproduces_the_golden_embeddings_and_a_pad_to_64_run(model):
+    texts = prompts(list(EXPECTED['labels']), list(EXPECTED['templates']))
+    ids, paddings = model.tokenizer.tokenize(texts)
+    assert ids.shape[1] == 64  # the official tokenisation, as in the golden set
+    longest = int((paddings == 0).sum(dim=1).max())
+    assert longest < 64
+    batches = _Batches(model.text)
+    with torch.inference_mode():
+        ours = model.encode_text(texts)
+        padded = model.text(ids, paddings)  # the whole 64 positions, as the official code
+    batches.close()
+    assert batches.shapes[0] == (len(texts), longest)  # one batch, at its longest prompt
+    golden_embeddings = torch.from_numpy(EXPECTED['text_embeddings'])
+    scale = float(golden_embeddings.abs().max())
+    assert float((ours - golden_embeddings).abs().max()) <= 1e-5 * max(1.0, scale)
+    assert float((padded - golden_embeddings).abs().max()) <= 1e-5 * max(1.0, scale)
+    assert torch.allclose(ours, padded, rtol=0, atol=1e-6 * max(1.0, scale))
+
+
+def test_each_batch_is_padded_to_its_own_longest_prompt(model):
+    short, long = ['a floor.', 'wall'], ['a photo of the large glass door in a video game.']
+    with torch.inference_mode():
+        together = model.encode_text(short + long)
+        alone = model.encode_text(short)
+    lengths = [int(n) for n in (model.tokenizer.tokenize(short).paddings == 0).sum(dim=1)]
+    batches = _Batches(model.text)
+    with torch.inference_mode():
+        model.encode_text(short)
+    batches.close()
+    assert batches.shapes == [(2, max(lengths))]
+    assert torch.allclose(together[:2], alone, rtol=0, atol=1e-6)
+
+
+def test_a_label_change_encodes_all_its_prompts_in_one_batch(model):
+    bank = LabelBank(lambda names, templates: model.text_classifier(names, templates))
+    batches = _Batches(model.text)
+    bank.build(LABELS, TEMPLATES)
+    bank.build(LABELS[:3] + ('lamp shade',), TEMPLATES)  # only the new label is encoded
+    batches.close()
+    texts = prompts(LABELS, TEMPLATES)
+    longest = int((model.tokenizer.tokenize(texts).paddings == 0).sum(dim=1).max())
+    assert batches.shapes[0] == (len(LABELS) * len(TEMPLATES), longest)
+    assert [shape[0] for shape in batches.shapes] == [90, 9]
+
+
+def test_bf16_text_stays_close_to_fp32(model):
+    with torch.inference_mode():
+        reference = model.text_classifier(LABELS)
+        model.set_text_precision('bf16')
+        assert model.text_precision == 'bf16'
+        ours = model.text_classifier(LABELS)
+    assert ours.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(ours, reference)
+    assert float(cosine.min()) > 0.999
+    assert not torch.equal(ours, reference)  # it did run in bf16
+
+
+def test_text_precision_auto_follows_the_cpu():
+    expected = 'bf16' if startup.native_bf16() else 'fp32'
+    assert startup.resolve_text_precision('auto', torch.device('cpu')) == expected
+    assert startup.resolve_text_precision('auto', torch.device('cuda')) == 'fp32'
+    assert startup.resolve_text_precision('fp32', torch.device('cpu')) == 'fp32'
+    with pytest.raises(startup.StartupError, match='text_precision'):
+        startup.resolve_text_precision('int8', torch.device('cpu'))
