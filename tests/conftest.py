@@ -34,6 +34,15 @@ def tiny_params(tiny_weights):
             'model.input_size': 112, 'backend': 'torch'}
 
 
+@pytest.fixture(scope='module')
+def certs(tmp_path_factory):
+    """Throwaway TLS certificates: the fleet's (server for 127.0.0.1 only) and a stranger's."""
+    from tipsv2_ros.runtime.serving.certificates import write_certificates
+    folder = tmp_path_factory.mktemp('certs')
+    return (write_certificates(folder / 'fleet', hosts=('127.0.0.1',)),
+            write_certificates(folder / 'stranger', name='a CA nobody trusts'))
+
+
 @pytest.fixture(scope='session')
 def ros():
     """One rclpy context for the test process (the node under test runs in its own)."""

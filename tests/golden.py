@@ -12,6 +12,15 @@ FILES = {'model.vision_weights': str(GOLDEN / 'vision.npz'),
          'model.normals_head': str(GOLDEN / 'normals_dpt.zip')}
 # The same files by role (``TaskSpec.files``), as the runtime configuration names them.
 ROLES = {name.split('.', 1)[1]: path for name, path in FILES.items()}
+ROLES_WITH_ADE20K = {**ROLES, 'segmentation_head': str(GOLDEN / 'segmentation_dpt.zip')}
+
+
+def file_flags(*roles: str) -> list:
+    """Return the command-line flags naming the golden files of ``roles``."""
+    flags = []
+    for role in roles:
+        flags += ['--' + role.replace('_', '-'), ROLES_WITH_ADE20K[role]]
+    return flags
 
 
 def load_model(segmentation_head: bool = False):

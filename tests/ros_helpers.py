@@ -1,5 +1,6 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """Helpers for tests that run the node over real DDS: a node process and a client node."""
+import contextlib
 import json
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from tipsv2_ros.msg import LabelInfo
-from tipsv2_ros.ros import conversions, processes
+from tipsv2_ros.ros import conversions, lifecycle, player, processes
 from tipsv2_ros.srv import SetLabels
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -74,12 +75,7 @@ class Client(Node):
         return self.listen('segmentation/label_info', LabelInfo, LATCHED)
 
     def spin_until(self, condition, timeout: float = 30.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return True
-            rclpy.spin_once(self, timeout_sec=0.05)
-        return condition()
+        return player.spin_until(self, condition, timeout)
 
     def wait_for_node(self, timeout: float = 60.0) -> bool:
         """Wait until the node subscribes to our frames and serves set_labels."""
@@ -151,3 +147,37 @@ def camera_info(width: int, height: int, fx: float = 300.0, fy: float = 310.0,
     info.distortion_model = 'plumb_bob'
     info.d = [0.0] * 5
     return info
+
+
+def spin_with_reporter(node, reporter, until, timeout: float = 10.0) -> bool:
+    """Spin ``node`` through ``lifecycle.spin`` in a thread until ``until()``; stop it.
+
+    Returns whether the spinning thread ended when the executor was shut down.
+    """
+    import threading
+    from rclpy.executors import SingleThreadedExecutor
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=lifecycle.spin, args=(executor, reporter))
+    thread.start()
+    try:
+        end = time.monotonic() + timeout
+        while not until() and time.monotonic() < end:
+            time.sleep(0.02)
+    finally:
+        executor.shutdown()
+        thread.join(10)
+        node.destroy_node()
+    return not thread.is_alive()
+
+
+@contextlib.contextmanager
+def running_node(params: Dict[str, object], namespace: str, extra=(), **client_args):
+    """Yield (the node process, a Client) once the node serves; stop both after."""
+    with NodeProcess(params, namespace, extra=extra) as node:
+        client = Client(namespace, **client_args)
+        try:
+            assert client.wait_for_node(60), node.stop() or node.output
+            yield node, client
+        finally:
+            client.destroy_node()

@@ -1,6 +1,6 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
 """The ADE20K segmentation head as a task: class names, golden labels, backend limits."""
-from golden import FILES, GOLDEN
+from golden import file_flags, FILES, GOLDEN
 import numpy as np
 from PIL import Image
 import pytest
@@ -55,9 +55,8 @@ def test_ade20k_runs_on_the_torch_backend_only():
 
 def test_infer_draws_the_ade20k_view(tmp_path):
     argv = ['infer', str(GOLDEN / 'image_0.png'), '--input-size', '112',
-            '--vision-weights', str(GOLDEN / 'vision.npz'),
-            '--depth-head', str(GOLDEN / 'depth_dpt.zip'),
-            '--segmentation-head', str(GOLDEN / 'segmentation_dpt.zip'), '--out', str(tmp_path)]
+            *file_flags('vision_weights', 'depth_head', 'segmentation_head'),
+            '--out', str(tmp_path)]
     assert main(argv) == 0
     view = Image.open(tmp_path / 'image_0_ade20k.png')
     assert view.width > 112 and view.height >= 112  # the overlay plus its legend

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from golden import GOLDEN
+from golden import file_flags, GOLDEN
 import numpy as np
 import pytest
 
@@ -26,12 +26,8 @@ def test_help_lists_every_command_without_loading_torch():
 def test_infer_save_raw_reproduces_the_golden_arrays(tmp_path, index, size, capsys):
     raw = tmp_path / 'raw.npz'
     argv = ['infer', str(GOLDEN / f'image_{index}.png'), '--input-size', size,
-            '--vision-weights', str(GOLDEN / 'vision.npz'),
-            '--text-weights', str(GOLDEN / 'text.npz'),
-            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
-            '--depth-head', str(GOLDEN / 'depth_dpt.zip'),
-            '--normals-head', str(GOLDEN / 'normals_dpt.zip'),
-            '--segmentation-head', str(GOLDEN / 'segmentation_dpt.zip'),
+            *file_flags('vision_weights', 'text_weights', 'tokenizer', 'depth_head',
+                        'normals_head', 'segmentation_head'),
             '--labels', 'cat,dog,floor', '--out', str(tmp_path), '--save-raw', str(raw)]
     assert main(argv) == 0
     for view in ('depth', 'normals', 'segmentation'):
@@ -55,10 +51,7 @@ def test_infer_slide_mode_reproduces_the_golden_slide_probabilities(tmp_path, ca
     raw = tmp_path / 'raw.npz'
     argv = ['infer', str(GOLDEN / 'image_1.png'), '--zero-shot-mode', 'slide',
             '--window', '70', '--stride', '42', '--input-size', '98x126',
-            '--vision-weights', str(GOLDEN / 'vision.npz'),
-            '--text-weights', str(GOLDEN / 'text.npz'),
-            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
-            '--depth-head', str(GOLDEN / 'depth_dpt.zip'),
+            *file_flags('vision_weights', 'text_weights', 'tokenizer', 'depth_head'),
             '--labels', 'cat,dog,floor', '--out', str(tmp_path), '--save-raw', str(raw)]
     assert main(argv) == 0
     assert 'sliding windows 70 px every 42 px (98x126)' in capsys.readouterr().out
@@ -97,9 +90,7 @@ def test_node_takes_ros_arguments_as_its_help_says():
 
 def test_infer_query_writes_the_heatmap_views(tmp_path, capsys):
     argv = ['infer', str(GOLDEN / 'image_1.png'), '--input-size', '98x126',
-            '--vision-weights', str(GOLDEN / 'vision.npz'),
-            '--text-weights', str(GOLDEN / 'text.npz'),
-            '--tokenizer', str(GOLDEN / 'tokenizer.model'),
+            *file_flags('vision_weights', 'text_weights', 'tokenizer'),
             '--labels', 'cat,dog,floor', '--out', str(tmp_path),
             '--query', 'fire extinguisher', '--query', 'dog']
     assert main(argv) == 0

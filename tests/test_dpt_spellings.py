@@ -17,6 +17,7 @@ import torch
 from tipsv2_ros.model import checkpoint, dpt_checkpoint
 from tipsv2_ros.model import CheckpointError, TipsV2
 from tipsv2_ros.model.vision import Intermediate
+from tipsv2_ros.tasks import REGISTRY
 
 EXPECTED = np.load(GOLDEN / 'expected.npz')
 RELEASED_HEAD = {'depth': 'pixel_depth_classif', 'normals': 'pixel_normals',
@@ -79,8 +80,8 @@ def head_outputs(task: str, path) -> torch.Tensor:
     intermediates = [Intermediate(torch.from_numpy(EXPECTED[f'dpt_input_{j}_patches_1']),
                                   torch.from_numpy(EXPECTED[f'dpt_input_{j}_cls_1']))
                      for j in range(4)]
-    with torch.inference_mode():
-        return model.heads[task](intermediates)
+    with torch.inference_mode():  # heads are keyed by task: 'segmentation' is ade20k
+        return model.heads[REGISTRY.by_checkpoint_name(task).name](intermediates)
 
 
 @pytest.fixture(scope='module')

@@ -3,18 +3,15 @@
 import json
 import shutil
 import signal
-import threading
 import time
 
 from hardening_helpers import frame, LABELS, LoggedNode
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from ros_helpers import Client
+from ros_helpers import Client, spin_with_reporter
 
 from tipsv2_ros import weights
-from tipsv2_ros.ros import lifecycle
 from tipsv2_ros.srv import SetLabels
 
 pytestmark = pytest.mark.ros
@@ -159,19 +156,8 @@ def test_an_exception_out_of_a_callback_is_reported_and_spinning_goes_on(ros):
             raise RuntimeError('a bug in a callback')
 
     node.create_timer(0.02, tick)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     reporter = _Reporter()
-    thread = threading.Thread(target=lifecycle.spin, args=(executor, reporter))
-    thread.start()
-    try:
-        end = time.monotonic() + 10
-        while len(calls) < 10 and time.monotonic() < end:
-            time.sleep(0.02)
-    finally:
-        executor.shutdown()
-        thread.join(10)
-        node.destroy_node()
-    assert len(calls) >= 10 and not thread.is_alive()
+    stopped = spin_with_reporter(node, reporter, lambda: len(calls) >= 10)
+    assert len(calls) >= 10 and stopped
     assert [(key, str(error)) for key, error in reporter.errors] == [
         ('callback', 'a bug in a callback')]

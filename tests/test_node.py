@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from ros_helpers import camera_info, Client, NodeProcess
+from ros_helpers import camera_info, Client, NodeProcess, running_node
 from sensor_msgs.msg import CameraInfo
 
 from tipsv2_ros.ros import conversions
@@ -23,13 +23,8 @@ def _frame(height=60, width=80, seed=0):
 @pytest.fixture(scope='module')
 def running(ros, tiny_params):
     """One node for the module: ns /tnode, three labels, 112x112 input."""
-    with NodeProcess({**tiny_params, 'labels': LABELS}, 'tnode') as node:
-        client = Client('tnode')
-        try:
-            assert client.wait_for_node(60), node.stop() or node.output
-            yield node, client
-        finally:
-            client.destroy_node()
+    with running_node({**tiny_params, 'labels': LABELS}, 'tnode') as pair:
+        yield pair
 
 
 def test_every_output_has_the_input_header_encoding_and_range(running):

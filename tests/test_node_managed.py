@@ -12,7 +12,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 import rclpy
-from ros_helpers import Client
+from ros_helpers import Client, spin_with_reporter
 from sensor_msgs.msg import CompressedImage
 
 pytestmark = pytest.mark.ros
@@ -145,12 +145,17 @@ def test_lifecycle_transitions_through_the_standard_services(managed):
     assert 'configure failed' not in node.output
 
 
-def test_diagnostics_warn_when_frames_stop_and_name_the_cause(managed):
-    node, client = managed
+def _activate(client) -> None:
+    """Bring the node to active from wherever an earlier test left it."""
     if client.state() == 'unconfigured':
         assert client.transition(Transition.TRANSITION_CONFIGURE)
     if client.state() == 'inactive':
         assert client.transition(Transition.TRANSITION_ACTIVATE)
+
+
+def test_diagnostics_warn_when_frames_stop_and_name_the_cause(managed):
+    node, client = managed
+    _activate(client)
     client.listen('depth/image')
     status = _status_while_streaming(client, lambda s: s.level == DiagnosticStatus.OK)
     assert NAME in status.name
@@ -180,10 +185,7 @@ def test_diagnostics_warn_when_frames_stop_and_name_the_cause(managed):
 def test_transitions_while_frames_stream_lose_nothing_but_frames(managed):
     """Deactivate and activate while a camera streams at ~30 Hz: no error, no stale state."""
     node, client = managed
-    if client.state() == 'unconfigured':
-        assert client.transition(Transition.TRANSITION_CONFIGURE)
-    if client.state() == 'inactive':
-        assert client.transition(Transition.TRANSITION_ACTIVATE)
+    _activate(client)
     client.listen('depth/image')
     client.spin_until(lambda: client.status is not None, 5)
     errors = client.status['errors']
@@ -289,12 +291,7 @@ def test_an_entity_destroyed_under_the_executor_is_not_an_error(ros):
     rclpy raises it out of spin when a transition destroys a subscription while the other
     executor thread adds the subscription's event handler to a wait set.
     """
-    import threading
-
     from rclpy.exceptions import InvalidHandle
-    from rclpy.executors import SingleThreadedExecutor
-
-    from tipsv2_ros.ros import lifecycle
 
     class Reporter:
         errors = []
@@ -311,17 +308,6 @@ def test_an_entity_destroyed_under_the_executor_is_not_an_error(ros):
             raise InvalidHandle('cannot use Destroyable because destruction was requested')
 
     node.create_timer(0.02, tick)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     reporter = Reporter()
-    thread = threading.Thread(target=lifecycle.spin, args=(executor, reporter))
-    thread.start()
-    try:
-        end = time.monotonic() + 10
-        while len(calls) < 6 and time.monotonic() < end:
-            time.sleep(0.02)
-    finally:
-        executor.shutdown()
-        thread.join(10)
-        node.destroy_node()
+    spin_with_reporter(node, reporter, lambda: len(calls) >= 6)
     assert len(calls) >= 6 and reporter.errors == []

@@ -8,7 +8,7 @@ from hardening_helpers import frame, get_params, LABELS, set_params
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import Client, NodeProcess
+from ros_helpers import running_node
 from sensor_msgs.msg import Image
 
 from tipsv2_ros.ros import conversions
@@ -31,13 +31,9 @@ def standards(ros, tiny_params, tmp_path_factory):
              '-p', f'qos_overrides./{NS}/image.subscription.reliability:=best_effort',
              '-p', f'qos_overrides./{NS}/depth/image.publisher.reliability:=best_effort',
              '-p', f'qos_overrides./{NS}/normals/image.publisher.depth:=7']
-    with NodeProcess({**tiny_params, 'labels': LABELS}, NS, extra=extra) as node:
-        client = Client(NS, name='standards_client')
-        try:
-            assert client.wait_for_node(60), node.stop() or node.output
-            yield node, client
-        finally:
-            client.destroy_node()
+    with running_node({**tiny_params, 'labels': LABELS}, NS, extra,
+                      name='standards_client') as pair:
+        yield pair
 
 
 def _listen_depth(client):

@@ -17,11 +17,7 @@ from tipsv2_ros.runtime.export import parity
 from tipsv2_ros.runtime.serving import dev_server as triton_dev, repository as triton_repo
 
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
-PYTHON = triton_dev.pytriton_python()
-# Only the tests that run a server need the PyTriton environment.
-needs_server = pytest.mark.skipif(
-    not PYTHON.exists(), reason=f'no PyTriton environment at {PYTHON}: scripts/setup.sh '
-    '--triton (or --test) creates it')
+from triton_helpers import needs_server  # noqa: E402, I100
 
 TASKS = ('depth', 'normals', 'segmentation')
 SIZE = (112, 112)

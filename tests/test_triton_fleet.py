@@ -18,22 +18,13 @@ from tipsv2_ros.runtime.serving import dev_server as triton_dev
 
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
 pytest.importorskip('cryptography', reason='the test certificates need cryptography')
-from tipsv2_ros.runtime.serving.certificates import write_certificates  # noqa: E402
 
-PYTHON = triton_dev.pytriton_python()
-pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(
-    not PYTHON.exists(), reason=f'no PyTriton environment at {PYTHON}: scripts/setup.sh '
-    '--triton (or --test) creates it')]
+from triton_helpers import needs_server  # noqa: E402, I100
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow, needs_server]
 OUTPUTS = ['depth/image', 'normals/image', 'segmentation/labels']
 LABELS = ['floor', 'wall', 'person']
 REGION = re.compile(r'^tipsv2_(\d+)_[0-9a-f]{16}_(in|out)$')
-
-
-@pytest.fixture(scope='module')
-def certs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('certs')
-    return (write_certificates(folder / 'fleet', hosts=('127.0.0.1',)),
-            write_certificates(folder / 'stranger', name='a CA nobody trusts'))
 
 
 @pytest.fixture(scope='module')

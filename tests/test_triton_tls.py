@@ -19,21 +19,10 @@ from tipsv2_ros.runtime.serving import dev_server as triton_dev
 pytest.importorskip('tritonclient.grpc', reason='backend triton needs tritonclient[grpc]')
 pytest.importorskip('cryptography', reason='the test certificates need cryptography')
 from tipsv2_ros.runtime.backends.torch_backend import TorchBackend  # noqa: E402, I100
-from tipsv2_ros.runtime.serving.certificates import write_certificates  # noqa: E402, I100
 
-PYTHON = triton_dev.pytriton_python()
-needs_server = pytest.mark.skipif(
-    not PYTHON.exists(), reason=f'no PyTriton environment at {PYTHON}: scripts/setup.sh '
-    '--triton (or --test) creates it')
+from triton_helpers import needs_server  # noqa: E402, I100
 TASKS = ('depth', 'normals', 'segmentation')
 SIZE = (112, 112)
-
-
-@pytest.fixture(scope='module')
-def certs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('certs')
-    return (write_certificates(folder / 'fleet', hosts=('127.0.0.1',)),
-            write_certificates(folder / 'stranger', name='a CA nobody trusts'))
 
 
 @pytest.fixture(scope='module')

@@ -140,7 +140,7 @@ def _engines_cpu(out, model, files, size, cache, log) -> dict:
 
 def engines(out: pathlib.Path, variant: str, sizes, cpu: bool) -> int:
     import torch
-    from tipsv2_ros.runtime.frame.pipeline import parse_input_size
+    from tipsv2_ros.runtime.config import parse_input_size
     cuda = torch.cuda.is_available() and not cpu
     has_trt = importlib.util.find_spec('tensorrt') is not None
     device = torch.device('cuda' if cuda else 'cpu')

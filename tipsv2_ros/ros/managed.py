@@ -77,18 +77,18 @@ class ManagedMixin:
         return SUCCESS
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release()
-        self.state = 'unconfigured'
-        return SUCCESS
+        return self._released('unconfigured')
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self.release()
-        self.state = 'finalized'
-        return SUCCESS
+        return self._released('finalized')
 
     def on_error(self, state) -> TransitionCallbackReturn:
+        return self._released('unconfigured')
+
+    def _released(self, state: str) -> TransitionCallbackReturn:
+        """Release the model and everything built at configure; the node is now ``state``."""
         self.release()
-        self.state = 'unconfigured'
+        self.state = state
         return SUCCESS
 
     # --- resources ------------------------------------------------------------------

@@ -8,7 +8,7 @@ arrived (or a timeout passed), so none is dropped.
 """
 import subprocess
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import rclpy
@@ -25,6 +25,16 @@ from tipsv2_ros.tasks import REGISTRY
 OUTPUTS = {spec.arrays[0]: next(t.name for t in spec.topics if t.array == spec.arrays[0]
                                 and t.encoding and not t.view)
            for spec in REGISTRY if spec.name in REGISTRY.defaults() and spec.topics}
+
+
+def spin_until(node: Node, done: Callable[[], bool], timeout: float) -> bool:
+    """Spin ``node`` until ``done()`` or ``timeout`` seconds; return ``done()``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if done():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return done()
 
 
 class Received(NamedTuple):
@@ -69,12 +79,7 @@ class Player(Node):
         self.labels = msg
 
     def _spin_until(self, done, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if done():
-                return True
-            rclpy.spin_once(self, timeout_sec=0.05)
-        return done()
+        return spin_until(self, done, timeout)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the node subscribes to our frames and its outputs are matched."""

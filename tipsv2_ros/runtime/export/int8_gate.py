@@ -20,7 +20,6 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import export
 from tipsv2_ros.runtime.backends.base import BackendError, check_tasks
@@ -109,15 +108,7 @@ def _quantize(part: export.ExportedPart, target: pathlib.Path, key: dict, feeds,
 
 def measure(backend, model: TipsV2, pixels: torch.Tensor) -> parity.Int8Report:
     """Compare ``backend`` with PyTorch fp32 on ``pixels``, one frame at a time."""
-    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
-    reference = TorchBackend(model, backend.input_size, backend.tasks, 'fp32')
-    with torch.inference_mode():
-        runs = [[b.infer(frame[None].to(backend.device), backend.tasks) for frame in pixels]
-                for b in (backend, reference)]
-        classifier = parity.gate_classifier(model, backend.tasks)
-    ours, expected = (DenseOutputs(*(torch.cat(f) if f[0] is not None else None
-                                     for f in zip(*run))) for run in runs)
-    return parity.compare_int8(ours, expected, classifier)
+    return parity.compare_int8(*parity.side_by_side(backend, model, pixels))
 
 
 def build(model: TipsV2, tasks: Iterable[str], input_size: Tuple[int, int], device,

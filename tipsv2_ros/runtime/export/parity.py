@@ -244,3 +244,21 @@ def gate_classifier(model, tasks) -> Optional[torch.Tensor]:
     directions = torch.randn(16, model.config.vision.embed_dim,
                              generator=torch.Generator().manual_seed(0))
     return F.normalize(directions, dim=-1)
+
+
+def side_by_side(backend, model, pixels: torch.Tensor):
+    """Run ``backend`` and PyTorch fp32 on ``pixels``, one frame at a time, in strict fp32.
+
+    Returns:
+        (ours, reference, classifier): both outputs joined over the frames, by name, and the
+        zero-shot classifier a gate compares labels with (``gate_classifier``).
+    """
+    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
+    reference = TorchBackend(model, backend.input_size, backend.tasks, 'fp32')
+    with torch.inference_mode(), strict_fp32():
+        runs = [[b.infer(frame[None].to(backend.device), backend.tasks) for frame in pixels]
+                for b in (backend, reference)]
+        classifier = gate_classifier(model, backend.tasks)
+    ours, expected = (DenseOutputs({name: torch.cat([out[name] for out in run])
+                                    for name in run[0]}) for run in runs)
+    return ours, expected, classifier

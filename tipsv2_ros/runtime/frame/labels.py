@@ -49,12 +49,8 @@ def _check_text(kind: str, text: str) -> str:
 
 def validate_labels(labels: Iterable[str]) -> Tuple[str, ...]:
     """Return the cleaned labels (whitespace collapsed) or raise LabelError saying why."""
-    labels = list(labels)
-    if not labels:
-        raise LabelError('the label list is empty; give at least one label')
-    if len(labels) > MAX_LABELS:
-        raise LabelError(f'{len(labels)} labels given; the mono8 label image holds at most '
-                         f'{MAX_LABELS} (255 means no label)')
+    labels = _check_count(labels, 'label', MAX_LABELS,
+                          'the mono8 label image holds at most {} (255 means no label)')
     cleaned = tuple(_check_text('label', label) for label in labels)
     # The tokenizer lower-cases ASCII letters, so labels equal after that are the same class;
     # labels differing in the case of other letters tokenise differently and are distinct.
@@ -73,13 +69,18 @@ def validate_phrases(phrases: Iterable[str]) -> Tuple[str, ...]:
     The rules of labels (not blank, printable, at most MAX_LABEL_CHARS), at most
     MAX_QUERY_PHRASES; a repeated phrase is allowed (it gets its own, equal heatmap).
     """
-    phrases = list(phrases)
-    if not phrases:
-        raise LabelError('the phrase list is empty; give at least one phrase')
-    if len(phrases) > MAX_QUERY_PHRASES:
-        raise LabelError(f'{len(phrases)} phrases given; a query takes at most '
-                         f'{MAX_QUERY_PHRASES}')
+    phrases = _check_count(phrases, 'phrase', MAX_QUERY_PHRASES, 'a query takes at most {}')
     return tuple(_check_text('phrase', phrase) for phrase in phrases)
+
+
+def _check_count(items: Iterable[str], what: str, limit: int, why: str) -> list:
+    """Return ``items`` as a list; raise LabelError when there are none or more than limit."""
+    items = list(items)
+    if not items:
+        raise LabelError(f'the {what} list is empty; give at least one {what}')
+    if len(items) > limit:
+        raise LabelError(f'{len(items)} {what}s given; {why.format(limit)}')
+    return items
 
 
 def validate_templates(templates: Iterable[str]) -> Tuple[str, ...]:

@@ -11,7 +11,6 @@ from typing import Callable, Dict, Iterable, List, Mapping
 
 import torch
 
-from tipsv2_ros.model.image_path import DenseOutputs
 from tipsv2_ros.model.tips import TipsV2
 from tipsv2_ros.runtime import export
 from tipsv2_ros.runtime.backends.base import Backend
@@ -22,16 +21,8 @@ GATE_FRAMES = 6
 
 def measure(backend: Backend, model: TipsV2, frames: int = GATE_FRAMES) -> parity.ParityReport:
     """Compare ``backend`` with PyTorch fp32 on the sample frames, one frame at a time."""
-    from tipsv2_ros.runtime.backends.torch_backend import TorchBackend
     pixels = export.sample_pixels(backend.input_size, frames, backend.device)
-    reference = TorchBackend(model, backend.input_size, backend.tasks, 'fp32')
-    with torch.inference_mode(), parity.strict_fp32():
-        ours = [backend.infer(frame[None], backend.tasks) for frame in pixels]
-        expected = [reference.infer(frame[None], backend.tasks) for frame in pixels]
-        classifier = parity.gate_classifier(model, backend.tasks)
-    joined = [DenseOutputs({name: torch.cat([run[name] for run in runs]) for name in runs[0]})
-              for runs in (ours, expected)]
-    return parity.compare(joined[0], joined[1], classifier)
+    return parity.compare(*parity.side_by_side(backend, model, pixels))
 
 
 def torch_runners(model: TipsV2, tasks: Iterable[str], input_size) -> Dict[str, Callable]:
