@@ -55,7 +55,11 @@ def _packed(weight: torch.Tensor) -> torch.Tensor:
     stamp = (weight._version, weight.data_ptr())
     entry = getattr(weight, '_onednn_layout', None)
     if entry is None or entry[0] != stamp:
-        entry = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight, 1024))
+        # The batch-size hint picks oneDNN's blocking: measured with AMX at ~1000 prompt
+        # tokens, the narrowing products (out <= in features) run 1.5x faster with the
+        # small-batch blocking and the widening ones 1.3x faster with the large-batch one.
+        hint = 1 if weight.shape[0] <= weight.shape[1] else 1024
+        entry = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight, hint))
         weight._onednn_layout = entry
     return entry[1]
 
