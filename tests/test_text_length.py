@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tipsv2_ros.model.text import packed_linear, sinusoid_position_embedding
 from tipsv2_ros.model.zero_shot import prompts, TEMPLATES
 from tipsv2_ros.runtime import startup
 from tipsv2_ros.runtime.frame.labels import LabelBank
