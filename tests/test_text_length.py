@@ -103,3 +103,46 @@ def test_text_precision_auto_follows_the_cpu():
     assert startup.resolve_text_precision('fp32', torch.device('cpu')) == 'fp32'
     with pytest.raises(startup.StartupError, match='text_precision'):
         startup.resolve_text_precision('int8', torch.device('cpu'))
+
+
+def test_bf16_products_with_prepacked_weights_equal_plain_products_and_follow_weight_changes():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 48).to(torch.bfloat16)
+    x = torch.randn(5, 7, 32).to(torch.bfloat16)
+    with torch.inference_mode():
+        for activation, expected in (('none', lambda y: y), ('relu', torch.relu)):
+            ours = packed_linear(x, layer.weight, layer.bias, activation)
+            assert torch.equal(ours, expected(torch.nn.functional.linear(x, layer.weight,
+                                                                         layer.bias)))
+    with torch.no_grad():
+        layer.weight.mul_(-2.0)  # e.g. new weights loaded in place: the layout is redone
+    with torch.inference_mode():
+        changed = packed_linear(x, layer.weight, layer.bias)
+    assert torch.equal(changed, torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_the_real_token_path_matches_a_plain_padded_forward(model):
+    # The encoder multiplies only real tokens; a reference that runs the official block
+    # arithmetic on the whole padded batch must give the same embeddings.
+    texts = ['a floor.', 'a photo of the large glass door in a video game.', 'wall']
+    ids, paddings = model.tokenizer.tokenize(texts)
+    text = model.text
+    valid = paddings == 0
+    with torch.inference_mode():
+        ours = text(ids, paddings)
+        x = text.token_embedding(ids) * text.cfg.width ** 0.5
+        x = x + sinusoid_position_embedding(ids.shape[1], text.cfg.width)
+        for block in text.transformer.resblocks:
+            attn = torch.nn.MultiheadAttention(text.cfg.width, block.attn.heads,
+                                               batch_first=True)
+            attn.in_proj_weight.copy_(block.attn.in_proj_weight)
+            attn.in_proj_bias.copy_(block.attn.in_proj_bias)
+            attn.out_proj.load_state_dict(block.attn.out_proj.state_dict())
+            h = block.ln_1(x)
+            x = x + attn(h, h, h, key_padding_mask=~valid, need_weights=False)[0]
+            x = x + block.mlp.c_proj(torch.relu(block.mlp.c_fc(block.ln_2(x))))
+        x = text.ln_final(x)
+        keep = valid[..., None].float()
+        reference = (x * keep).sum(dim=1) / keep.sum(dim=1)
+    scale = float(reference.abs().max())
+    assert float((ours - reference).abs().max()) <= 1e-5 * max(1.0, scale)
