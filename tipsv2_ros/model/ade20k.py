@@ -1,17 +1,13 @@
 # Copyright 2026 The tipsv2_ros Authors. Licensed under the Apache License, Version 2.0.
-"""The closed-vocabulary ADE20K result of the released segmentation head: names and labels.
+"""The class names of the released (closed-vocabulary, ADE20K) segmentation head.
 
 Mirrors the segmentation cell of tips/pytorch/TIPS_decoder_inference.ipynb@4db271d: the head's
-logits are upsampled bilinearly to the output size and the argmax there is the class. The
+logits are upsampled bilinearly to the output size and the argmax there is the class (the
+pipeline does it with ``zero_shot.label_map``, the ``ade20k`` task's ``resize='classes'``). The
 150 class names ship as data (``assets/ade20k_classes.txt``, the notebook's list).
 """
 import functools
 import pathlib
-from typing import Sequence
-
-import torch
-
-from tipsv2_ros.model.zero_shot import label_map, Segmentation
 
 CLASSES_FILE = pathlib.Path(__file__).with_name('assets') / 'ade20k_classes.txt'
 
@@ -29,18 +25,3 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     if num_classes == len(names):
         return names
     return tuple(f'class {i}' for i in range(num_classes))
-
-
-def segment(logits: torch.Tensor, size: Sequence[int], threshold: float = 0.0
-            ) -> Segmentation:
-    """Label every pixel of a ``size`` output with the head's most likely class.
-
-    Args:
-        logits: (B, C, h, w) segmentation-head logits at the decoder resolution.
-        size: (H, W) of the output.
-        threshold: pixels whose softmax probability is below it get label 255.
-
-    Returns:
-        labels (B, H, W) uint8 and confidence (B, H, W), the winning class's probability.
-    """
-    return label_map(logits, size, threshold)
