@@ -91,3 +91,22 @@ def test_frames_with_no_task_due_are_skipped_before_inference(ros, tiny_params):
             assert client.status['head_runs']['depth'] == 1
         finally:
             client.destroy_node()
+
+
+@pytest.mark.ros
+def test_a_task_rate_set_at_runtime_takes_effect(ros, tiny_params):
+    """``<task>.max_rate`` (declared from the task registry) is dynamic: set on a running node."""
+    from hardening_helpers import set_params
+    from ros_helpers import running_node
+    with running_node({**tiny_params, 'labels': ['floor']}, 'tdynrate',
+                      name='dynrate_client') as (node, client):
+        client.listen('depth/image')
+        frame = np.zeros((60, 80, 3), np.uint8)
+        client.exchange(frame, ['depth/image'])
+        assert set_params(client, {'depth.max_rate': 0.05})[0].successful
+        client.exchange(frame, ['depth/image'])  # due: the first depth since the change
+        for _ in range(10):
+            client.send(frame)
+            client.spin_until(lambda: False, 0.1)
+        assert client.spin_until(
+            lambda: client.status and client.status['frames_skipped_rate'] >= 3, 10)

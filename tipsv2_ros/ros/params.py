@@ -16,7 +16,8 @@ from rclpy.node import Node
 from tipsv2_ros.model.zero_shot import TEMPLATES
 from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.config import (file_roles, parse_input_size, RuntimeConfig,
-                                       TensorRTConfig, TritonConfig, ZeroShotConfig)
+                                       TensorRTConfig, TEXT_PRECISIONS, TritonConfig,
+                                       ZERO_SHOT_MODES, ZeroShotConfig)
 from tipsv2_ros.tasks import REGISTRY
 
 DEFAULT_LABELS = ('floor', 'wall', 'person', 'door', 'table', 'chair')
@@ -57,13 +58,12 @@ SPECS: Dict[str, Spec] = {
     'device': Spec('auto', 'auto, cpu, cuda or cuda:N.', True),
     'precision': Spec('auto', 'auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 '
                       '(backend onnxruntime on the CPU, accuracy-gated against fp32).', True,
-                      ('auto', 'fp32', 'fp16', 'bf16', 'int8')),
+                      backends.PRECISIONS),
     'int8.calibration_frames': Spec('', "Folder of images of the robot's own scenes for the "
                                     'int8 calibration and accuracy gate (empty: the bundled '
                                     'sample frames).', True),
     'text_precision': Spec('auto', 'Text encoder (label changes): auto (bf16 on a CPU with '
-                           'native bf16, else fp32), fp32 or bf16.', True,
-                           ('auto', 'fp32', 'bf16')),
+                           'native bf16, else fp32), fp32 or bf16.', True, TEXT_PRECISIONS),
     'engine_cache_dir': Spec('', 'Where exported ONNX files and TensorRT engines are cached '
                              '(empty: the default cache).', True),
     'tensorrt.max_batch': Spec(0, 'Largest batch of the TensorRT engines (cameras served '
@@ -100,7 +100,7 @@ SPECS: Dict[str, Spec] = {
     'segmentation.mode': Spec('whole', 'Zero-shot segmentation of the whole frame at once '
                               '(whole), or the official sliding windows (slide: finer, costs '
                               'one encoder pass per window; depth and normals still run once).',
-                              True, ('whole', 'slide')),
+                              True, ZERO_SHOT_MODES),
     'segmentation.window': Spec(448, 'Sliding-window side in pixels; the frame is resized so '
                                 'that its short side is this (slide mode).', True,
                                 int_range=(14, 2240)),
@@ -116,14 +116,6 @@ SPECS: Dict[str, Spec] = {
                            'depth/colored.', float_range=(0.1, 1000.0)),
     'max_rate': Spec(0.0, 'Most frames per second to process (0: as fast as possible).',
                      float_range=(0.0, 1000.0)),
-    'depth.max_rate': Spec(0.0, 'Most depth maps per second (0: every frame processed).',
-                           float_range=(0.0, 1000.0)),
-    'normals.max_rate': Spec(0.0, 'Most normal maps per second (0: every frame processed).',
-                             float_range=(0.0, 1000.0)),
-    'segmentation.max_rate': Spec(0.0, 'Most segmentations per second (0: every frame '
-                                  'processed).', float_range=(0.0, 1000.0)),
-    'ade20k.max_rate': Spec(0.0, 'Most ADE20K segmentations per second (0: every frame '
-                            'processed).', float_range=(0.0, 1000.0)),
     'depth.max_range': Spec(10.0, 'Depth (m) at or beyond which depth/image holds +Inf (REP '
                             '118 "too far"); the head cannot tell distances past its 10 m '
                             'range apart.', float_range=(0.01, 1000.0)),
@@ -162,7 +154,7 @@ def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
 
 
 def specs() -> Dict[str, Spec]:
-    """``SPECS``, plus the ``model.<role>`` and ``<task>.max_rate`` of tasks registered later."""
+    """``SPECS``, plus each task's ``model.<role>`` (unless listed) and ``<task>.max_rate``."""
     found = dict(SPECS)
     found['tasks'] = dataclasses.replace(SPECS['tasks'], default=list(REGISTRY.defaults()))
     for spec in REGISTRY:
@@ -170,9 +162,9 @@ def specs() -> Dict[str, Spec]:
             found.setdefault(f'model.{role}', Spec('', f'Weights of {spec.name}: '
                                                    f'{spec.description}.', True))
         if spec.image_path:
-            found.setdefault(f'{spec.name}.max_rate', Spec(
+            found[f'{spec.name}.max_rate'] = Spec(
                 0.0, f'Most {spec.name} results per second (0: every frame processed).',
-                float_range=(0.0, 1000.0)))
+                float_range=(0.0, 1000.0))
     return found
 
 

@@ -77,8 +77,9 @@ class ReconfigureMixin:
 
     def _on_set_parameters(self, parameters):
         changes = {}
+        declared = node_params.specs()
         for param in parameters:
-            if param.name not in node_params.SPECS:
+            if param.name not in declared:
                 continue
             problem = node_params.check(param.name, param.value)
             if problem:
