@@ -85,6 +85,31 @@ def test_int8_graphs_are_quantised_and_pass_the_gate(built):
         assert ops[head]['QuantizeLinear'] > 0 and ops[head]['Conv'] > 0
 
 
+def test_weights_are_7_bit_exactly_where_int8_products_saturate(built):
+    from onnx import numpy_helper
+
+    from tipsv2_ros.runtime.export import int8 as onnx_int8
+    path = next(built[1].glob('*-encoder-int8-*.onnx'))
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: i for i in graph.initializer}
+    largest = max(int(abs(numpy_helper.to_array(weights[n.input[1]]).astype(int)).max())
+                  for n in graph.node if n.op_type == 'MatMulInteger')
+    assert largest == (64 if onnx_int8.saturating_products() else 127)
+    assert ('7-bit' in onnx_int8.recipe()) == onnx_int8.saturating_products()
+
+
+@pytest.mark.parametrize('machine, flags, saturates', [
+    ('x86_64', 'fpu sse2 avx avx2 fma', True),  # AVX2 only: vpmaddubsw adds in int16
+    ('x86_64', 'avx2 avx512f avx512_vnni', False),
+    ('x86_64', 'avx2 avx_vnni', False),
+    ('AMD64', 'avx2 amx_tile amx_int8', False),
+    ('aarch64', 'fp asimd', False),
+])
+def test_which_cpus_get_7_bit_weights(machine, flags, saturates):
+    from tipsv2_ros.runtime.export import int8 as onnx_int8
+    assert onnx_int8.saturating_products(flags.split(), machine) is saturates
+
+
 def test_the_backend_serves_int8_only_when_the_default_gate_passes(built, model):
     lines = []
     backend = backends.create('onnxruntime', model, SIZE, TASKS, 'cpu', 'int8',

@@ -15,11 +15,15 @@ of a part:
 
 LayerNorm, attention (the fused ``Attention`` op), GELU, resizes and the heads' final
 normalisations stay fp32.
+
+On x86 CPUs without int8 dot-product instructions (no VNNI, e.g. AVX2-only CPUs) the
+weights are quantised to 7 bits (``reduce_range``): see ``saturating_products``.
 """
 import contextlib
 import logging
 import os
 import pathlib
+import platform
 import tempfile
 from typing import Iterable, Mapping, Optional
 
@@ -31,6 +35,8 @@ from onnxruntime import quantization
 
 # Names the recipe below in the cache key: a changed recipe re-quantises cached parts.
 RECIPE = 'fold-transposes; matmul dynamic s8 per-channel; conv qdq u8/s8 per-channel minmax'
+# CPU flags of the x86 int8 dot products that add in int32 (VNNI, AVX-VNNI, AMX-INT8).
+INT32_DOT_FLAGS = frozenset({'avx512_vnni', 'avx_vnni', 'amx_int8'})
 MATMULS = ['MatMul', 'Gemm']
 _PROTO_LIMIT = 1_500_000_000  # bytes of weights above which files keep them external
 CONVS = ['Conv']
@@ -39,6 +45,47 @@ CONVS = ['Conv']
 def version() -> str:
     """Return the onnxruntime version: its quantiser decides the int8 graph."""
     return onnxruntime.__version__
+
+
+def saturating_products(cpu_flags: Optional[Iterable[str]] = None,
+                        machine: Optional[str] = None) -> bool:
+    """Whether onnxruntime's int8 products can saturate on this CPU (x86 without VNNI).
+
+    Without VNNI, onnxruntime's x86 kernels multiply uint8 activations by int8 weights with
+    ``vpmaddubsw``, which adds each pair of products in int16 and clips at 32767; with
+    full-range weights two ordinary products overflow it (measured on an AVX2-only CPU: the
+    tiny model's depth came out 49 % off, a failed gate). 7-bit weights keep every pair in
+    range, so they are used there; VNNI, AMX and Arm add in int32 and keep 8 bits.
+
+    Args:
+        cpu_flags: the CPU's feature flags (default: read from /proc/cpuinfo).
+        machine: the architecture name (default: ``platform.machine()``).
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in ('x86_64', 'amd64', 'i386', 'i686', 'x86'):
+        return False
+    if cpu_flags is None:
+        cpu_flags = _cpu_flags()
+        if cpu_flags is None:  # no /proc/cpuinfo: ask PyTorch's cpuinfo (AVX512-VNNI only)
+            import torch
+            return not getattr(torch.cpu, '_is_vnni_supported', lambda: False)()
+    return not INT32_DOT_FLAGS & set(cpu_flags)
+
+
+def _cpu_flags() -> Optional[frozenset]:
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as info:
+            for line in info:
+                if line.startswith('flags'):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def recipe() -> str:
+    """Return the quantisation recipe on this CPU, for the cache key and the log."""
+    return RECIPE + ('; 7-bit weights (no VNNI)' if saturating_products() else '')
 
 
 def has_convolutions(source: os.PathLike) -> bool:
@@ -103,6 +150,7 @@ def quantize(source: os.PathLike, target: os.PathLike,
     """
     source, target = pathlib.Path(source), pathlib.Path(target)
     convolutions = calibration is not None and has_convolutions(source)
+    seven_bits = saturating_products()
     with tempfile.TemporaryDirectory(prefix='.int8-', dir=target.parent) as scratch, \
             _quiet_quantizer():
         model = onnx.load(os.fspath(source))
@@ -117,7 +165,7 @@ def quantize(source: os.PathLike, target: os.PathLike,
                 os.fspath(staged), os.fspath(calibrated), _Feeds(calibration),
                 quant_format=quantization.QuantFormat.QDQ, op_types_to_quantize=CONVS,
                 per_channel=True, activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8,
+                weight_type=quantization.QuantType.QInt8, reduce_range=seven_bits,
                 calibrate_method=quantization.CalibrationMethod.MinMax,
                 use_external_data_format=large,
                 extra_options={'CalibTensorRangeSymmetric': False})
@@ -125,9 +173,10 @@ def quantize(source: os.PathLike, target: os.PathLike,
         quantization.quantize_dynamic(
             os.fspath(staged), os.fspath(target), op_types_to_quantize=MATMULS,
             per_channel=True, weight_type=quantization.QuantType.QInt8,
-            use_external_data_format=large)
-    return ('matmuls dynamic, convolutions static (calibrated)' if convolutions
-            else 'matmuls dynamic')
+            reduce_range=seven_bits, use_external_data_format=large)
+    how = ('matmuls dynamic, convolutions static (calibrated)' if convolutions
+           else 'matmuls dynamic')
+    return how + (', 7-bit weights: no VNNI' if seven_bits else '')
 
 
 @contextlib.contextmanager

@@ -69,7 +69,7 @@ def quantized_parts(model: TipsV2, parts: Mapping[str, export.ExportedPart],
                'checkpoint': old['checkpoint'], 'config': old['config'],
                'input_size': old['input_size'], 'outputs': old['outputs'],
                'onnx': part.record['files'][part.path.name]['sha256'],
-               'onnxruntime': onnx_int8.version(), 'recipe': onnx_int8.RECIPE,
+               'onnxruntime': onnx_int8.version(), 'recipe': onnx_int8.recipe(),
                'frames': _digest(calibration) if name != 'encoder' else None}
         target = folder / export.file_name({**key, 'part': f'{name}-int8'}, '.onnx')
         with cache.locked(target):
