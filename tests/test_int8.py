@@ -15,7 +15,7 @@ onnx = pytest.importorskip('onnx')
 import torch  # noqa: E402
 
 from tipsv2_ros.model import TipsV2  # noqa: E402
-from tipsv2_ros.runtime import backends, export  # noqa: E402
+from tipsv2_ros.runtime import backends, cpu, export  # noqa: E402
 from tipsv2_ros.runtime.backends.onnx_backend import OnnxRuntimeBackend  # noqa: E402
 from tipsv2_ros.runtime.export import int8_gate as int8_path  # noqa: E402
 from tipsv2_ros.runtime.export import parity  # noqa: E402
@@ -89,13 +89,14 @@ def test_weights_are_7_bit_exactly_where_int8_products_saturate(built):
     from onnx import numpy_helper
 
     from tipsv2_ros.runtime.export import int8 as onnx_int8
+    saturates = cpu.int8_products_saturate()
     path = next(built[1].glob('*-encoder-int8-*.onnx'))
     graph = onnx.load(str(path)).graph
     weights = {i.name: i for i in graph.initializer}
     largest = max(int(abs(numpy_helper.to_array(weights[n.input[1]]).astype(int)).max())
                   for n in graph.node if n.op_type == 'MatMulInteger')
-    assert largest == (64 if onnx_int8.saturating_products() else 127)
-    assert ('7-bit' in onnx_int8.recipe()) == onnx_int8.saturating_products()
+    assert largest == (64 if saturates else 127)
+    assert ('7-bit' in onnx_int8.recipe()) == saturates
 
 
 @pytest.mark.parametrize('machine, flags, saturates', [
@@ -106,8 +107,7 @@ def test_weights_are_7_bit_exactly_where_int8_products_saturate(built):
     ('aarch64', 'fp asimd', False),
 ])
 def test_which_cpus_get_7_bit_weights(machine, flags, saturates):
-    from tipsv2_ros.runtime.export import int8 as onnx_int8
-    assert onnx_int8.saturating_products(flags.split(), machine) is saturates
+    assert cpu.int8_products_saturate(flags.split(), machine) is saturates
 
 
 def test_the_backend_serves_int8_only_when_the_default_gate_passes(built, model):

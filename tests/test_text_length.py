@@ -14,7 +14,7 @@ import torch
 
 from tipsv2_ros.model.text import packed_linear, sinusoid_position_embedding
 from tipsv2_ros.model.zero_shot import prompts, TEMPLATES
-from tipsv2_ros.runtime import startup
+from tipsv2_ros.runtime import cpu, startup
 from tipsv2_ros.runtime.frame.labels import LabelBank
 
 EXPECTED = np.load(GOLDEN / 'expected.npz')
@@ -97,7 +97,7 @@ def test_bf16_text_stays_close_to_fp32(model):
 
 
 def test_text_precision_auto_follows_the_cpu():
-    expected = 'bf16' if startup.native_bf16() else 'fp32'
+    expected = 'bf16' if cpu.native_bf16() else 'fp32'
     assert startup.resolve_text_precision('auto', torch.device('cpu')) == expected
     assert startup.resolve_text_precision('auto', torch.device('cuda')) == 'fp32'
     assert startup.resolve_text_precision('fp32', torch.device('cpu')) == 'fp32'

@@ -7,6 +7,8 @@ from typing import Dict, Optional
 
 import torch
 
+from tipsv2_ros.runtime import cpu
+
 
 def cpu_model() -> str:
     """Return the CPU model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
@@ -59,6 +61,7 @@ def describe(device: torch.device) -> Dict[str, str]:
     facts = {
         'cpu': f'{cpu_model()}, {cores} cores'
                + (f', {memory:.0f} GiB RAM' if memory else ''),
+        'cpu precisions': cpu.describe(),
         'gpu': gpu(device) or 'none',
         'threads': f'torch intra-op {torch.get_num_threads()}',
         'software': ', '.join(f'{name} {v}' for name, v in (

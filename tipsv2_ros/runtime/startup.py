@@ -19,6 +19,7 @@ from tipsv2_ros.runtime import backends
 from tipsv2_ros.runtime.backends.base import Backend, BackendError
 from tipsv2_ros.runtime.config import (file_roles, RuntimeConfig, TEXT_PRECISIONS,
                                        ZERO_SHOT_MODES)
+from tipsv2_ros.runtime.cpu import native_bf16
 from tipsv2_ros.runtime.frame.labels import LabelBank
 from tipsv2_ros.runtime.frame.pipeline import Pipeline
 from tipsv2_ros.runtime.frame.sliding import check_window, encoder_size, SlidingWindow
@@ -52,12 +53,6 @@ def resolve_device(name: str) -> torch.device:
         raise StartupError(f'device {name!r} asked for, but this PyTorch build sees no CUDA '
                            f'GPU (torch {torch.__version__}); use device: cpu')
     return device
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), so bf16 is faster."""
-    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_text_precision(name: str, device: torch.device) -> str:

@@ -16,14 +16,15 @@ of a part:
 LayerNorm, attention (the fused ``Attention`` op), GELU, resizes and the heads' final
 normalisations stay fp32.
 
-On x86 CPUs without int8 dot-product instructions (no VNNI, e.g. AVX2-only CPUs) the
-weights are quantised to 7 bits (``reduce_range``): see ``saturating_products``.
+On x86 CPUs without VNNI (e.g. AVX2 only), whose int8 products add pairs in int16
+(``cpu.int8_products_saturate``), the weights are quantised to 7 bits (``reduce_range``),
+which keeps every pair sum in range: with 8 bits the tiny model's depth came out 49 % off
+on such a CPU.
 """
 import contextlib
 import logging
 import os
 import pathlib
-import platform
 import tempfile
 from typing import Iterable, Mapping, Optional
 
@@ -33,10 +34,10 @@ from onnx import numpy_helper
 import onnxruntime
 from onnxruntime import quantization
 
+from tipsv2_ros.runtime.cpu import int8_products_saturate
+
 # Names the recipe below in the cache key: a changed recipe re-quantises cached parts.
 RECIPE = 'fold-transposes; matmul dynamic s8 per-channel; conv qdq u8/s8 per-channel minmax'
-# CPU flags of the x86 int8 dot products that add in int32 (VNNI, AVX-VNNI, AMX-INT8).
-INT32_DOT_FLAGS = frozenset({'avx512_vnni', 'avx_vnni', 'amx_int8'})
 MATMULS = ['MatMul', 'Gemm']
 _PROTO_LIMIT = 1_500_000_000  # bytes of weights above which files keep them external
 CONVS = ['Conv']
@@ -47,45 +48,9 @@ def version() -> str:
     return onnxruntime.__version__
 
 
-def saturating_products(cpu_flags: Optional[Iterable[str]] = None,
-                        machine: Optional[str] = None) -> bool:
-    """Whether onnxruntime's int8 products can saturate on this CPU (x86 without VNNI).
-
-    Without VNNI, onnxruntime's x86 kernels multiply uint8 activations by int8 weights with
-    ``vpmaddubsw``, which adds each pair of products in int16 and clips at 32767; with
-    full-range weights two ordinary products overflow it (measured on an AVX2-only CPU: the
-    tiny model's depth came out 49 % off, a failed gate). 7-bit weights keep every pair in
-    range, so they are used there; VNNI, AMX and Arm add in int32 and keep 8 bits.
-
-    Args:
-        cpu_flags: the CPU's feature flags (default: read from /proc/cpuinfo).
-        machine: the architecture name (default: ``platform.machine()``).
-    """
-    machine = (machine or platform.machine()).lower()
-    if machine not in ('x86_64', 'amd64', 'i386', 'i686', 'x86'):
-        return False
-    if cpu_flags is None:
-        cpu_flags = _cpu_flags()
-        if cpu_flags is None:  # no /proc/cpuinfo: ask PyTorch's cpuinfo (AVX512-VNNI only)
-            import torch
-            return not getattr(torch.cpu, '_is_vnni_supported', lambda: False)()
-    return not INT32_DOT_FLAGS & set(cpu_flags)
-
-
-def _cpu_flags() -> Optional[frozenset]:
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as info:
-            for line in info:
-                if line.startswith('flags'):
-                    return frozenset(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
 def recipe() -> str:
     """Return the quantisation recipe on this CPU, for the cache key and the log."""
-    return RECIPE + ('; 7-bit weights (no VNNI)' if saturating_products() else '')
+    return RECIPE + ('; 7-bit weights (no VNNI)' if int8_products_saturate() else '')
 
 
 def has_convolutions(source: os.PathLike) -> bool:
@@ -150,7 +115,7 @@ def quantize(source: os.PathLike, target: os.PathLike,
     """
     source, target = pathlib.Path(source), pathlib.Path(target)
     convolutions = calibration is not None and has_convolutions(source)
-    seven_bits = saturating_products()
+    seven_bits = int8_products_saturate()
     with tempfile.TemporaryDirectory(prefix='.int8-', dir=target.parent) as scratch, \
             _quiet_quantizer():
         model = onnx.load(os.fspath(source))
