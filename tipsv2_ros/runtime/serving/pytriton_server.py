@@ -36,6 +36,9 @@ from typing import Optional, Sequence
 
 MODEL_NAME = 'tipsv2_image_path'  # triton_contract.MODEL_NAME, without importing torch here
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+# Seconds tritonserver waits for in-flight requests when stopped (its default, 30, holds a
+# Ctrl-C that long while a robot's stream is open; a development server stops promptly).
+EXIT_TIMEOUT_S = 5
 # The Python-backend model that stands in for Triton's onnxruntime backend (--repository).
 ONNX_MODEL_PY = '''\
 import json
@@ -177,7 +180,8 @@ def serve_repository(args) -> int:
         command = [str(server / 'bin' / 'tritonserver'), f'--model-repository={models}',
                    f'--backend-directory={server / "backends"}', '--allow-metrics=false',
                    f'--grpc-address={args.host}', f'--grpc-port={args.port}',
-                   f'--http-address={args.host}', f'--http-port={args.http_port}']
+                   f'--http-address={args.host}', f'--http-port={args.http_port}',
+                   f'--exit-timeout-secs={EXIT_TIMEOUT_S}']
         command += [f'--{k.replace("_", "-")}={str(v).lower() if v is True else v}'
                     for k, v in _tls_options(args).items() if v]
         proc = subprocess.Popen(command, env=env)
@@ -230,7 +234,8 @@ def serve(backend, served, info, args) -> None:
         restricted = [e for e in restricted if e not in ('shared-memory', 'statistics')]
     triton = Triton(config=TritonConfig(
         grpc_address=args.host, grpc_port=args.port, http_address=args.host,
-        http_port=args.http_port, allow_metrics=False, **_tls_options(args)),
+        http_port=args.http_port, allow_metrics=False, exit_timeout_secs=EXIT_TIMEOUT_S,
+        **_tls_options(args)),
         security_config=TritonSecurityConfig(restricted_endpoints=restricted))
     triton.bind(model_name=args.model_name, infer_func=infer,
                 inputs=[Tensor(name=triton_contract.INPUT, dtype=np.float32,
