@@ -119,6 +119,8 @@ def main(args=None) -> int:
                 if not configured or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                     raise startup.StartupError(node.config_error or 'activation failed')
         except (startup.StartupError, ValueError) as error:
+            if not rclpy.ok():  # a signal mid start-up: the transition failed on the dead context
+                return 0
             print(f'[{NODE_NAME}] start-up failed: {error}', file=sys.stderr)
             return 1
         except (KeyboardInterrupt, ExternalShutdownException):

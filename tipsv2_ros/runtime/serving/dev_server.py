@@ -104,8 +104,13 @@ class DevServer:
         self.stop()
         raise RuntimeError(f'triton_serve not ready after {timeout:.0f} s:\n{self.log_tail()}')
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop it like Ctrl-C; kill what is left of its process group after ``timeout``."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop it like Ctrl-C; kill what is left of its process group after ``timeout``.
+
+        A clean stop takes a few seconds (tritonserver waits at most
+        ``pytriton_server.EXIT_TIMEOUT_S`` for requests in flight); a server still up after
+        ``timeout`` will not stop by itself.
+        """
         if self.proc is None:
             return
         if self.proc.poll() is None:
